@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` (main job, offline) and `make test`.
+# Each creates .venv and installs the project with what it needs; nothing by hand.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench bench-micro chaos profile lint clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,profile]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job: the pipeline on both transports, embedded broker, synthetic data, no network.
+demo: $(STAMP)
+	$(BIN)/harness demo
+
+## The test suite (what CI runs).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## End-to-end Kafka vs ZeroMQ comparison (a few minutes).
+bench: $(STAMP)
+	$(BIN)/harness bench
+
+## pytest-benchmark micro benchmarks, saved for `pytest-benchmark compare`.
+bench-micro: $(STAMP)
+	$(BIN)/python -m pytest benchmarks/ --benchmark-autosave --benchmark-json=results/micro.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) output results .pytest_cache

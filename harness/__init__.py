@@ -1,0 +1,1 @@
+"""CLI, settings and wiring that put producers, transports, processors and sinks together."""

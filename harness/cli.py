@@ -1,0 +1,59 @@
+"""The ``harness`` command: one entry point, one subcommand module per job.
+
+Each module in ``COMMANDS`` exposes ``register(subparsers)`` that adds its parser and sets
+``func`` to a callable taking the parsed namespace and returning an exit code. User mistakes
+(``UserError``, ``TransportError``, ``SettingError``) become a one-line message and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from harness.errors import UserError
+from harness.settings import SettingError
+from transports.base import TransportError
+
+COMMANDS: tuple[str, ...] = (
+    "harness.commands.produce",
+    "harness.commands.process",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Kafka vs ZeroMQ on one market-data pipeline: produce, process, measure.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMANDS:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("kafka", "websockets", "urllib3", "tweepy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not args.verbose else logging.INFO)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, TransportError, SettingError) as exc:
+        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""``harness process KIND``: run one processor stage; each processor registers its own parser."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+#: Modules exposing ``register(subparsers)`` for ``harness process <kind>``.
+PROCESSORS: tuple[str, ...] = ()
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "process", help="run a processor stage (candles or sentiment) into HDF5"
+    )
+    kinds = parser.add_subparsers(dest="processor_name", metavar="KIND", required=True)
+    for module_name in PROCESSORS:
+        importlib.import_module(module_name).register(kinds)

@@ -1,0 +1,109 @@
+"""Settings with one precedence rule: CLI flag > ``HARNESS_*`` environment variable > default.
+
+Each command declares its settings once as ``Setting`` objects; ``add_settings`` turns them into
+argparse flags (default ``None`` so "not given" is visible) and ``resolve`` fills the rest from the
+environment and defaults. ``describe`` prints the resolved values with secrets redacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from transports.url import parse_bool, redact_url
+
+
+class SettingError(ValueError):
+    """A setting's value is malformed; message names the flag and the environment variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str  # python name; flag is --name-with-dashes, env is HARNESS_NAME
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+    env: str | None = None  # override the environment variable name (e.g. TWITTER_BEARER_TOKEN)
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env_var(self) -> str:
+        return self.env or "HARNESS_" + self.name.upper()
+
+
+def add_settings(parser: argparse.ArgumentParser, settings: Iterable[Setting]) -> None:
+    for s in settings:
+        kwargs: dict[str, Any] = {
+            "dest": s.name,
+            "default": None,
+            "help": f"{s.help} [env {s.env_var}; default {'***' if s.secret else s.default!r}]",
+        }
+        if s.parse is parse_bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = s.parse
+            kwargs["metavar"] = s.name.upper()
+            if s.choices:
+                kwargs["choices"] = s.choices
+        parser.add_argument(s.flag, **kwargs)
+
+
+def resolve(
+    args: argparse.Namespace | Mapping[str, Any],
+    settings: Iterable[Setting],
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    env = os.environ if environ is None else environ
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    out: dict[str, Any] = {}
+    for s in settings:
+        value = given.get(s.name)
+        if value is None and s.env_var in env and env[s.env_var] != "":
+            raw = env[s.env_var]
+            try:
+                value = s.parse(raw)
+            except ValueError as exc:
+                shown = "***" if s.secret else repr(raw)
+                raise SettingError(
+                    f"{s.env_var}={shown} is not valid for {s.flag}: {exc}"
+                ) from None
+            if s.choices and value not in s.choices:
+                raise SettingError(
+                    f"{s.env_var}={value!r} is not one of {', '.join(s.choices)}"
+                )
+        if value is None:
+            value = s.default
+        out[s.name] = value
+    return out
+
+
+def describe(resolved: Mapping[str, Any], settings: Iterable[Setting]) -> list[str]:
+    """``name = value`` lines, secrets and URL passwords redacted; safe to print or store."""
+    lines = []
+    for s in settings:
+        value = resolved.get(s.name)
+        if s.secret:
+            shown = "***" if value else "(not set)"
+        elif isinstance(value, str) and "://" in value:
+            shown = redact_url(value)
+        else:
+            shown = repr(value)
+        lines.append(f"{s.name} = {shown}")
+    return lines
+
+
+def redacted(resolved: Mapping[str, Any], settings: Iterable[Setting]) -> dict[str, Any]:
+    """The resolved settings as a dict fit for results metadata (secrets removed)."""
+    secret = {s.name for s in settings if s.secret}
+    return {
+        k: ("***" if k in secret and v else redact_url(v) if isinstance(v, str) else v)
+        for k, v in resolved.items()
+    }

@@ -1,0 +1,1 @@
+"""Stream processors: candles from trades, sentiment from tweets."""

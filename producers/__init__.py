@@ -1,0 +1,1 @@
+"""Sources: Binance websocket and Twitter/X, each live, recorded, replayed or synthetic."""

@@ -1,0 +1,1 @@
+"""Where processed data lands: HDF5 files readable while being written."""

@@ -1,0 +1,287 @@
+"""The one transport interface producers, processors and benchmarks speak.
+
+Backends (Kafka, ZeroMQ) implement three small pieces: a ``Transport`` factory, a ``Publisher``
+with one ``publish`` call, and a ``Subscriber`` that hands out *batches* of ``Envelope`` objects
+so a processor's per-message cost is not dominated by the abstraction. Generic code reads
+``Transport.capabilities`` instead of checking backend names.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from transports.sequence import SequenceTracker
+
+Headers = tuple[tuple[str, bytes], ...]
+#: (topic, partition) -> next offset to read; what a sink stores and a processor resumes from.
+Positions = Mapping[tuple[str, int], int]
+
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+CLOSE_TIMEOUT_S = 5.0
+
+
+class TransportError(Exception):
+    """A transport problem a user can act on; the CLI prints it as one line."""
+
+
+class UnknownTransportError(TransportError):
+    """The URL names a scheme no backend is registered for."""
+
+
+class TransportOptionError(TransportError):
+    """A URL option is unknown or its value is malformed."""
+
+
+class MessageTooLargeError(TransportError):
+    """A payload exceeds the configured ``max_message_bytes``."""
+
+
+class TransportClosedError(TransportError):
+    """An operation on a publisher/subscriber after ``close()``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend guarantees; tests and benchmarks branch on these, never on names."""
+
+    durable: bool  # messages survive a consumer being down
+    replayable: bool  # a consumer can seek back and read again; commit() is meaningful
+    ordered_per_key: bool  # messages with the same key arrive in publish order
+    load_balanced: bool  # several subscribers can share one stream's work
+    fan_out: bool  # several subscribers can each get every message
+    drops_when_slow: bool  # a slow subscriber loses messages instead of back-pressuring
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One message with the metadata every hop needs to measure latency and detect loss.
+
+    ``seq`` numbers messages per producer and topic, starting at 0, so a receiver can count
+    gaps and duplicates exactly. ``event_time_ns`` is the source's clock (exchange or tweet
+    time); ``publish_time_ns`` is the wall clock when the producer handed it to the transport.
+    ``partition``/``offset`` are the source position on replayable transports, else -1.
+    """
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = ()
+    producer_id: str = ""
+    seq: int = -1
+    event_time_ns: int = 0
+    publish_time_ns: int = 0
+    partition: int = -1
+    offset: int = -1
+    receive_time_ns: int = 0
+
+    def header(self, name: str) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+@dataclass(slots=True)
+class SubscriberStats:
+    """Counters every subscriber keeps; ``sequence`` turns silent drops into counted drops."""
+
+    received: int = 0
+    received_bytes: int = 0
+    rejected_by_kind: dict[str, int] = field(default_factory=dict)
+    sequence: SequenceTracker = field(default_factory=SequenceTracker)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_kind.values())
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedMessage:
+    """A frame/record the subscriber could not turn into an Envelope; kept, never dropped."""
+
+    kind: str  # e.g. "bad_magic", "truncated", "oversize", "missing_headers"
+    reason: str
+    raw: bytes
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    receive_time_ns: int = 0
+
+
+def new_producer_id(prefix: str = "p") -> str:
+    """A producer id unique across restarts, readable in results (host, pid, random)."""
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Publisher(abc.ABC):
+    """Sends messages; numbers them per topic so receivers can count loss."""
+
+    def __init__(self, producer_id: str | None, max_message_bytes: int) -> None:
+        self.producer_id = producer_id or new_producer_id()
+        self.max_message_bytes = max_message_bytes
+        self._next_seq: dict[str, int] = {}
+        self._closed = False
+        self.published = 0
+
+    def publish(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+        event_time_ns: int = 0,
+    ) -> int:
+        """Hand one message to the transport (asynchronously where the backend batches).
+
+        Returns the sequence number it was given. Raises ``MessageTooLargeError`` before
+        anything is sent if the payload is over the limit, so the caller can dead-letter it.
+        """
+        if self._closed:
+            raise TransportClosedError("publish() after close()")
+        if len(value) > self.max_message_bytes:
+            raise MessageTooLargeError(
+                f"message of {len(value)} bytes on {topic!r} exceeds "
+                f"max_message_bytes={self.max_message_bytes}"
+            )
+        seq = self._next_seq.get(topic, 0)
+        self._next_seq[topic] = seq + 1
+        self._send(topic, value, key, headers, seq, event_time_ns, time.time_ns())
+        self.published += 1
+        return seq
+
+    @abc.abstractmethod
+    def _send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        seq: int,
+        event_time_ns: int,
+        publish_time_ns: int,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Block until everything published so far left the process (or timeout)."""
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Flush and release resources; bounded by ``timeout``; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close(timeout)
+
+    @abc.abstractmethod
+    def _close(self, timeout: float) -> None: ...
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Subscriber(abc.ABC):
+    """Receives batches; commit() marks data safe (a no-op where replay is impossible)."""
+
+    def __init__(self) -> None:
+        self.stats = SubscriberStats()
+        self._rejected: list[RejectedMessage] = []
+        self._closed = False
+
+    @abc.abstractmethod
+    def poll(self, max_messages: int = 1000, timeout: float = 0.1) -> list[Envelope]:
+        """Return up to ``max_messages`` envelopes, waiting at most ``timeout`` s for the first."""
+
+    def commit(self, positions: Positions | None = None) -> None:  # noqa: B027
+        """Declare data safe up to ``positions`` (default: everything polled so far)."""
+
+    def seek(self, positions: Positions) -> None:
+        """Resume from stored positions; only meaningful when ``replayable``."""
+        raise TransportError("this transport cannot replay; seek() is not supported")
+
+    def drain_rejected(self) -> list[RejectedMessage]:
+        """Take the frames that could not be decoded, for the caller's dead-letter store."""
+        out, self._rejected = self._rejected, []
+        return out
+
+    def _reject(self, rejected: RejectedMessage) -> None:
+        kinds = self.stats.rejected_by_kind
+        kinds[rejected.kind] = kinds.get(rejected.kind, 0) + 1
+        self._rejected.append(rejected)
+
+    def _accept(self, batch: list[Envelope]) -> list[Envelope]:
+        """Account a decoded batch: counters and sequence tracking in one pass."""
+        track = self.stats.sequence.observe
+        nbytes = 0
+        for env in batch:
+            nbytes += len(env.value)
+            track(env.producer_id, env.topic, env.seq)
+        self.stats.received += len(batch)
+        self.stats.received_bytes += nbytes
+        return batch
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Release resources within ``timeout``; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close(timeout)
+
+    @abc.abstractmethod
+    def _close(self, timeout: float) -> None: ...
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Transport(abc.ABC):
+    """Factory for publishers and subscribers on one backend, configured from a URL."""
+
+    scheme: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    #: A label for results: which broker and client produced a number.
+    identity: str = ""
+
+    @abc.abstractmethod
+    def publisher(self, producer_id: str | None = None) -> Publisher: ...
+
+    @abc.abstractmethod
+    def subscriber(
+        self,
+        topics: Sequence[str],
+        *,
+        group: str | None = None,
+        start: str | Positions = "earliest",
+    ) -> Subscriber:
+        """Subscribe to ``topics``.
+
+        ``group`` shares work between subscribers (Kafka consumer group); ``None`` reads every
+        partition by assignment (no group-join delay). ``start`` is ``"earliest"``, ``"latest"``
+        or explicit positions (resume from a sink's stored offsets).
+        """
+
+    def create_topics(self, topics: Iterable[str], partitions: int = 1) -> None:  # noqa: B027
+        """Create topics where the backend has them; a no-op otherwise."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release shared resources (admin clients, contexts)."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

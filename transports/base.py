@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from transports.sequence import SequenceTracker
 
@@ -250,11 +249,13 @@ class Subscriber(abc.ABC):
 class Transport(abc.ABC):
     """Factory for publishers and subscribers on one backend, configured from a URL."""
 
-    scheme: ClassVar[str]
-    capabilities: ClassVar[Capabilities]
-
-    #: A label for results: which broker and client produced a number.
+    #: Set by each backend in ``__init__`` (ZeroMQ's depend on the chosen pattern).
+    capabilities: Capabilities
+    #: A label for results: which broker and client produced a number, e.g.
+    #: "kafka-python 3.0.12 @ tansu 0.6.0 (embedded)" or "pyzmq 27.3.0 pubsub tcp".
     identity: str = ""
+    #: The URL with secrets redacted, for logs and results metadata.
+    display_url: str = ""
 
     @abc.abstractmethod
     def publisher(self, producer_id: str | None = None) -> Publisher: ...

@@ -1,0 +1,122 @@
+"""What every producer's main loop needs besides its source: when to stop, pacing, progress.
+
+Shared by the Binance and Twitter producers so ``--duration``, ``--max-messages``, ``--rate``
+and the progress line behave the same for both. Pacing gives each item an *intended* time from
+one start instant (like OMB's rate limiter), so a slow publish catches up instead of drifting.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TextIO, TypeVar
+
+T = TypeVar("T")
+
+
+class StopAfter:
+    """Stop when ``duration_s`` elapsed, ``max_messages`` published, or ``event`` is set."""
+
+    def __init__(
+        self,
+        duration_s: float | None = None,
+        max_messages: int | None = None,
+        event: threading.Event | None = None,
+    ) -> None:
+        self.duration_s = duration_s if duration_s and duration_s > 0 else None
+        self.max_messages = max_messages if max_messages and max_messages > 0 else None
+        self.event = event or threading.Event()
+        self.started = time.monotonic()
+
+    def remaining_s(self) -> float | None:
+        if self.duration_s is None:
+            return None
+        return self.duration_s - (time.monotonic() - self.started)
+
+    def reached(self, published: int) -> bool:
+        if self.event.is_set():
+            return True
+        if self.max_messages is not None and published >= self.max_messages:
+            self.event.set()
+            return True
+        left = self.remaining_s()
+        if left is not None and left <= 0:
+            self.event.set()
+            return True
+        return False
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` (cut short by the deadline or the event); True if stopping."""
+        left = self.remaining_s()
+        if left is not None:
+            seconds = min(seconds, max(left, 0.0))
+        if self.event.wait(max(seconds, 0.0)):
+            return True
+        return self.reached(0)
+
+
+def paced(items: Iterable[T], rate: float, stop: StopAfter | None = None) -> Iterator[T]:
+    """Yield ``items`` at ``rate``/s against one start instant; ``rate <= 0``: unpaced."""
+    if rate <= 0:
+        yield from items
+        return
+    interval_ns = 1e9 / rate
+    start = time.perf_counter_ns()
+    for i, item in enumerate(items):
+        delay = (start + i * interval_ns - time.perf_counter_ns()) / 1e9
+        if delay > 0:
+            if stop is not None:
+                if stop.wait(delay):
+                    return
+            else:
+                time.sleep(delay)
+        yield item
+
+
+class ProgressReporter:
+    """Prints one line every ``every_s`` seconds (and a final one) to stderr; never per message."""
+
+    def __init__(
+        self,
+        label: str,
+        counters: Callable[[], Mapping[str, object]],
+        every_s: float = 5.0,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.label = label
+        self._counters = counters
+        self.every_s = every_s
+        self._stream = stream
+        self._start = time.monotonic()
+        self._next = self._start + every_s
+        self._last_published = 0
+        self._last_time = self._start
+
+    def tick(self) -> None:
+        """Cheap to call per message: compares one clock reading."""
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.every_s
+            self._report(now, final=False)
+
+    def final(self) -> None:
+        self._report(time.monotonic(), final=True)
+
+    def _report(self, now: float, final: bool) -> None:
+        counters = dict(self._counters())
+        published = int(counters.get("published", 0))  # type: ignore[call-overload]
+        if final:
+            elapsed = now - self._start
+            rate = published / elapsed if elapsed > 0 else 0.0
+            head = f"{self.label}: done in {elapsed:.1f} s, {rate:,.0f} msg/s"
+        else:
+            window = now - self._last_time
+            rate = (published - self._last_published) / window if window > 0 else 0.0
+            head = f"{self.label}: {rate:,.0f} msg/s"
+        self._last_published, self._last_time = published, now
+        body = ", ".join(
+            f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in counters.items()
+        )
+        print(f"{head}; {body}", file=self._stream or sys.stderr, flush=True)

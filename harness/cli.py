@@ -20,6 +20,7 @@ from transports.base import TransportError
 COMMANDS: tuple[str, ...] = (
     "harness.commands.produce",
     "harness.commands.process",
+    "harness.commands.broker",
 )
 
 

@@ -1,0 +1,478 @@
+"""A local Binance Spot websocket server speaking the real wire format, with injectable faults.
+
+For tests and for anyone without access to Binance: ``python -m emulators.binance --port 9443``
+then ``harness produce binance --endpoint ws://127.0.0.1:9443``.
+
+Speaks: ``/stream?streams=a/b`` (combined wrapper ``{"stream":..,"data":..}``) and
+``/ws/<stream>[/<stream>...]`` (raw payloads); SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS
+with ``{"result":null,"id":N}`` replies and Binance's error shapes (``{"code":2,"msg":"Invalid
+request: ..."}``, ``{"code":3,"msg":"Invalid JSON: ..."}``); more than 5 incoming messages per
+second closes the connection, like the exchange. Server pings every ``ping_interval`` s (20 on
+Binance); a client that does not pong within ``ping_timeout`` is disconnected.
+
+Like an exchange, one market feeds every connection: two connections subscribed to the same
+stream receive byte-identical frames (what the producer's overlap de-duplication relies on).
+Unlike Binance, unknown symbols are refused (HTTP 400 in the URL, code 2 in SUBSCRIBE) so a
+typo is visible at once; Binance silently sends nothing for them.
+
+Faults (thread-safe; call from tests): ``drop_connections``, ``send_raw`` (malformed frames:
+see ``MALFORMED``), ``server_shutdown``, ``stall``/``resume``, ``max_connection_age_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from producers.binance.synthetic import SUPPORTED_STREAM_TYPES, SyntheticMarket
+from producers.recording import RecordedFrame, read_recording
+
+log = logging.getLogger("emulators.binance")
+
+CONTROL_MESSAGES_PER_S = 5
+MAX_STREAMS = 1024
+_TRADE = (
+    '{"stream":"btcusdt@trade","data":{"e":"trade","E":%d,"s":"BTCUSDT","t":1,'
+    '"p":"60000.00000000","q":"0.00100000","T":%d,"m":true,"M":true}}'
+)
+#: Malformed frames a test can inject by name; each maps to a validation kind in the producer.
+MALFORMED: dict[str, bytes] = {
+    "malformed_json": b'{"stream":"btcusdt@trade","data":{"e":"trade",',
+    "invalid_utf8": b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"\xff\xfe"}}',
+    "missing_field": b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT"}}',
+    "unknown_event": b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT"}}',
+    "bad_value": (
+        b'{"stream":"btcusdt@trade","data":{"e":"trade","E":%d,"s":"BTCUSDT","t":1,'
+        b'"p":"NaN","q":"-1","T":%d,"m":true,"M":true}}'
+    ),
+    "oversize": b'{"stream":"btcusdt@trade","data":{"e":"trade","pad":"' + b"x" * 100_000 + b'"}}',
+}
+
+
+@dataclass(slots=True)
+class EmulatorStats:
+    connections: int = 0
+    open_connections: int = 0
+    control_messages: int = 0
+    frames_sent: int = 0
+    pongs_seen: int = 0  # connections on which the client answered our keepalive pings
+    rejected_handshakes: int = 0
+    rate_limit_disconnects: int = 0
+    slow_client_disconnects: int = 0
+    paths: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False, slots=True)
+class _Client:
+    ws: ServerConnection
+    combined: bool
+    streams: set[str]
+    queue: asyncio.Queue[tuple[bytes, bool]]
+    opened: float
+    stalled: bool = False
+    control_times: deque[float] = field(default_factory=deque)
+
+
+def _split_stream(stream: str) -> tuple[str, str]:
+    sym, _, kind = stream.partition("@")
+    return sym, kind
+
+
+class BinanceEmulator:
+    """Run with ``async with BinanceEmulator(...) as emu`` or ``with emulator_thread(...)``."""
+
+    def __init__(
+        self,
+        *,
+        symbols: tuple[str, ...] = ("btcusdt", "ethusdt"),
+        rate: float = 200.0,
+        seed: int = 1,
+        recording: Path | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 60.0,
+        max_connection_age_s: float | None = None,
+        shutdown_grace_s: float = 1.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        queue_frames: int = 50_000,
+    ) -> None:
+        self.symbols = tuple(s.lower() for s in symbols)
+        self.rate, self.seed, self.recording = rate, seed, recording
+        self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
+        self.max_connection_age_s = max_connection_age_s
+        self.shutdown_grace_s = shutdown_grace_s
+        self.host, self.port = host, port
+        self.queue_frames = queue_frames
+        self.stats = EmulatorStats()
+        self.clients: set[_Client] = set()
+        self._server: Server | None = None
+        self._feeder: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> BinanceEmulator:
+        self._loop = asyncio.get_running_loop()
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=self._check_request,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            compression=None,
+            max_size=65_536,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._feeder = asyncio.create_task(self._feed())
+        return self
+
+    async def stop(self) -> None:
+        if self._feeder is not None:
+            self._feeder.cancel()
+            with contextlib.suppress(BaseException):
+                await self._feeder
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+
+    async def __aenter__(self) -> BinanceEmulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- faults (safe from any thread) -----------------------------------------------------
+    def _call(self, fn: Any, *args: Any) -> None:
+        assert self._loop is not None, "emulator not started"
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def drop_connections(self) -> None:
+        """Abort every open TCP connection without a close frame (a network failure)."""
+        self._call(lambda: [c.ws.transport.abort() for c in list(self.clients)])
+
+    def send_raw(self, frame: bytes | str) -> None:
+        """Send one frame (as a text frame, even if it is not valid UTF-8) to every client."""
+        raw = frame.encode() if isinstance(frame, str) else frame
+        if b"%d" in raw:
+            now = time.time_ns() // 1_000_000
+            raw = raw.replace(b"%d", str(now).encode())
+        self._call(self._broadcast_all, raw)
+
+    def send_malformed(self, kind: str) -> None:
+        self.send_raw(MALFORMED[kind])
+
+    def server_shutdown(self) -> None:
+        """Announce ``serverShutdown`` on every connection, close them after the grace time."""
+        self._call(self._shutdown_all)
+
+    def stall(self) -> None:
+        """Stop sending data on current connections; sockets stay open and answer pings."""
+        self._call(lambda: [setattr(c, "stalled", True) for c in self.clients])
+
+    # -- internals -------------------------------------------------------------------------
+    def _broadcast_all(self, raw: bytes) -> None:
+        for c in list(self.clients):
+            self._enqueue(c, raw, True)
+
+    def _shutdown_all(self) -> None:
+        msg = orjson.dumps({"e": "serverShutdown", "E": time.time_ns() // 1_000_000})
+        for c in list(self.clients):
+            self._enqueue(c, msg, True)
+            asyncio.get_running_loop().call_later(
+                self.shutdown_grace_s, lambda ws=c.ws: self._background(ws.close(1001))
+            )
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _enqueue(self, c: _Client, raw: bytes, text: bool) -> None:
+        try:
+            c.queue.put_nowait((raw, text))
+        except asyncio.QueueFull:  # Binance disconnects consumers that fall behind
+            self.stats.slow_client_disconnects += 1
+            c.ws.transport.abort()
+
+    def _valid_stream(self, stream: str) -> str | None:
+        """None if valid, else why not."""
+        sym, kind = _split_stream(stream)
+        if sym not in self.symbols:
+            return f"unknown symbol {sym!r} in stream {stream!r}"
+        if kind not in SUPPORTED_STREAM_TYPES:
+            return f"unsupported stream type {kind!r}"
+        return None
+
+    def _parse_path(self, path: str) -> tuple[bool, list[str]]:
+        parts = urlsplit(path)
+        if parts.path.rstrip("/") == "/stream":
+            raw = parse_qs(parts.query).get("streams", [""])[0]
+            return True, [s for s in raw.split("/") if s]
+        if parts.path.startswith("/ws"):
+            return False, [s for s in parts.path[3:].split("/") if s]
+        raise ValueError(f"unknown path {parts.path!r}; use /stream?streams= or /ws/<stream>")
+
+    def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        self.stats.paths.append(request.path)
+        try:
+            _, streams = self._parse_path(request.path)
+        except ValueError as exc:
+            return self._reject(conn, http.HTTPStatus.NOT_FOUND, 2, str(exc))
+        if len(streams) > MAX_STREAMS:
+            return self._reject(conn, http.HTTPStatus.BAD_REQUEST, 2, "too many streams")
+        for s in streams:
+            why = self._valid_stream(s)
+            if why is not None:
+                return self._reject(conn, http.HTTPStatus.BAD_REQUEST, 2, f"Invalid request: {why}")
+        return None
+
+    def _reject(
+        self, conn: ServerConnection, status: http.HTTPStatus, code: int, msg: str
+    ) -> Response:
+        self.stats.rejected_handshakes += 1
+        body = orjson.dumps({"code": code, "msg": msg})
+        return Response(
+            status.value,
+            status.phrase,
+            Headers({"Content-Type": "application/json", "Content-Length": str(len(body))}),
+            body,
+        )
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        combined, streams = self._parse_path(ws.request.path if ws.request else "/ws")
+        client = _Client(
+            ws, combined, set(streams), asyncio.Queue(self.queue_frames), time.monotonic()
+        )
+        self.clients.add(client)
+        self.stats.connections += 1
+        self.stats.open_connections += 1
+        sender = asyncio.create_task(self._send_loop(client))
+        ager = None
+        if self.max_connection_age_s:
+            ager = asyncio.get_running_loop().call_later(
+                self.max_connection_age_s, lambda: self._background(ws.close(1000))
+            )
+        try:
+            async for message in ws:
+                reply = self._control(client, message)
+                if reply is None:
+                    await ws.close(1008, "Too many requests")
+                    break
+                await ws.send(orjson.dumps(reply).decode())
+        except ConnectionClosed:
+            pass
+        finally:
+            if ws.latency > 0:
+                self.stats.pongs_seen += 1
+            if ager is not None:
+                ager.cancel()
+            self.clients.discard(client)
+            self.stats.open_connections -= 1
+            sender.cancel()
+            with contextlib.suppress(BaseException):
+                await sender
+
+    async def _send_loop(self, c: _Client) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                raw, text = await c.queue.get()
+                if c.stalled:
+                    continue
+                await c.ws.send(raw, text=text)
+                self.stats.frames_sent += 1
+
+    def _control(self, c: _Client, message: str | bytes) -> dict[str, Any] | None:
+        """Answer one control message like Binance does; None = close the connection."""
+        self.stats.control_messages += 1
+        now = time.monotonic()
+        c.control_times.append(now)
+        while c.control_times and now - c.control_times[0] > 1.0:
+            c.control_times.popleft()
+        if len(c.control_times) > CONTROL_MESSAGES_PER_S:
+            self.stats.rate_limit_disconnects += 1
+            return None
+        try:
+            req = orjson.loads(message)
+        except orjson.JSONDecodeError as exc:
+            return {"code": 3, "msg": f"Invalid JSON: {exc}"}
+        if not isinstance(req, dict):
+            return {"code": 2, "msg": "Invalid request: expected an object"}
+        rid = req.get("id")
+        if not (type(rid) is int and rid >= 0) and not isinstance(rid, str):
+            return {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"}
+        method = req.get("method")
+        params = req.get("params", [])
+        if method == "LIST_SUBSCRIPTIONS":
+            return {"result": sorted(c.streams), "id": rid}
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            return {
+                "code": 2,
+                "msg": f"Invalid request: unknown variant {method!r}, expected one "
+                "of SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS",
+                "id": rid,
+            }
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            return {"code": 1, "msg": "Invalid value type: expected array of strings", "id": rid}
+        if method == "SUBSCRIBE":
+            for p in params:
+                why = self._valid_stream(p)
+                if why is not None:
+                    return {"code": 2, "msg": f"Invalid request: {why}", "id": rid}
+            if len(c.streams | set(params)) > MAX_STREAMS:
+                return {"code": 2, "msg": "Invalid request: too many streams", "id": rid}
+            c.streams.update(params)
+        else:
+            c.streams.difference_update(params)
+        return {"result": None, "id": rid}
+
+    def _source(self) -> Iterator[RecordedFrame]:
+        if self.recording is not None:
+            while True:  # loop the recording
+                yield from read_recording(self.recording)
+        start_ms = time.time_ns() // 1_000_000
+        market = SyntheticMarket(
+            list(self.symbols),
+            list(SUPPORTED_STREAM_TYPES),
+            seed=self.seed,
+            start_ms=start_ms,
+            rate=self.rate,
+        )
+        yield from market.frames()
+
+    async def _feed(self) -> None:
+        """Pace the source in real time and route each frame to subscribed connections."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        first: int | None = None
+        last_recv = 0
+        offset = 0
+        for frame in self._source():
+            if first is None:
+                first = frame.recv_ns
+            if frame.recv_ns < last_recv - 60_000_000_000:  # recording looped: shift time
+                offset += last_recv - frame.recv_ns
+            last_recv = frame.recv_ns
+            due = start + (frame.recv_ns + offset - first) / 1e9
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._route(frame.raw)
+
+    def _route(self, raw: str) -> None:
+        if not self.clients:
+            return
+        end = raw.find('"', 11)
+        stream = raw[11:end] if raw.startswith('{"stream":"') else ""
+        combined: bytes | None = None
+        payload: bytes | None = None
+        for c in list(self.clients):
+            if stream not in c.streams:
+                continue
+            if c.combined:
+                combined = combined or raw.encode()
+                self._enqueue(c, combined, True)
+            else:
+                payload = payload or raw[raw.index('"data":') + 7 : -1].encode()
+                self._enqueue(c, payload, True)
+
+
+@contextlib.contextmanager
+def emulator_thread(**kwargs: Any) -> Iterator[BinanceEmulator]:
+    """Run an emulator on its own event loop in a daemon thread (for sync tests and CLIs)."""
+    emu = BinanceEmulator(**kwargs)
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        try:
+            await emu.start()
+        except BaseException as exc:
+            errors.append(exc)
+            ready.set()
+            return
+        ready.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        await emu.stop()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main_task()), daemon=True)
+    task_box: list[asyncio.Task[None]] = []
+
+    async def main_task() -> None:
+        task_box.append(asyncio.current_task())  # type: ignore[arg-type]
+        await main()
+
+    thread.start()
+    ready.wait(10)
+    if errors:
+        raise errors[0]
+    try:
+        yield emu
+    finally:
+        if task_box:
+            loop.call_soon_threadsafe(task_box[0].cancel)
+        thread.join(10)
+        loop.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m emulators.binance", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9443)
+    parser.add_argument("--symbols", default="btcusdt,ethusdt")
+    parser.add_argument("--rate", type=float, default=200.0, help="trades/s across symbols")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--recording", type=Path, help="serve this recording (looped)")
+    parser.add_argument("--ping-interval", type=float, default=20.0)
+    parser.add_argument("--max-connection-age", type=float, default=24 * 3600.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    emu = BinanceEmulator(
+        symbols=tuple(s for s in args.symbols.split(",") if s),
+        rate=args.rate,
+        seed=args.seed,
+        recording=args.recording,
+        ping_interval=args.ping_interval,
+        max_connection_age_s=args.max_connection_age,
+        host=args.host,
+        port=args.port,
+    )
+
+    async def serve_forever() -> None:
+        await emu.start()
+        print(
+            f"Binance emulator on {emu.url} (try {emu.url}/stream?streams=btcusdt@trade)",
+            flush=True,
+        )
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The Binance Spot market-data producer: live websocket, replay and synthetic sources."""

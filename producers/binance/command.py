@@ -1,0 +1,176 @@
+"""``harness produce binance``: settings, source selection and the run; errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.dead_letters import DeadLetters
+from harness.errors import UserError
+from harness.settings import Setting, add_settings, describe, resolve
+from producers.binance.live import (
+    DEFAULT_ENDPOINT,
+    BinanceLiveClient,
+    BinanceRequestError,
+    LiveConfig,
+)
+from producers.binance.schema import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_SKEW_MS
+from producers.binance.service import (
+    SOURCE_NAME,
+    BinancePipeline,
+    dead_letter_store,
+    run_frames,
+    run_live,
+    sigint_stops,
+)
+from producers.binance.synthetic import SyntheticMarket
+from producers.binance.topics import stream_names
+from producers.recording import RecordedFrame, RecordingWriter, paced, read_recording
+from producers.run_control import ProgressReporter, StopAfter
+from transports import open_transport
+from transports.base import new_producer_id
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _speed(text: str) -> float:
+    if text.lower() in ("max", "0"):
+        return 0.0
+    value = float(text.lower().removesuffix("x"))
+    if value < 0:
+        raise ValueError("speed must be >= 0 (0 or max = as fast as possible)")
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("transport", "zmq+tcp://127.0.0.1:5555", "transport URL to publish to"),
+    Setting("source", "live", "where frames come from", choices=("live", "replay", "synthetic")),
+    Setting("symbols", ["btcusdt"], "comma-separated symbols", parse=_csv),
+    Setting(
+        "streams",
+        ["trade", "aggTrade", "kline_1m", "ticker", "bookTicker"],
+        "comma-separated stream types (trade, aggTrade, kline_<interval>, ticker, miniTicker, "
+        "bookTicker)",
+        parse=_csv,
+    ),
+    Setting("endpoint", DEFAULT_ENDPOINT, "websocket base URL (an emulator for offline use)"),
+    Setting("recording", None, "recording to replay (gzip JSONL)", parse=Path),
+    Setting("record", None, "write every raw received frame to this recording", parse=Path),
+    Setting("speed", 1.0, "replay pace: 1, N (times faster) or 0/max", parse=_speed),
+    Setting(
+        "rate", 0.0, "synthetic trades/s (paced in real time); 0 = as fast as possible", parse=float
+    ),
+    Setting("seed", 1, "synthetic generator seed", parse=int),
+    Setting("start_ms", 0, "synthetic first event time in ms (0 = now)", parse=int),
+    Setting("duration", 0.0, "stop after this many seconds (0 = no limit)", parse=float),
+    Setting(
+        "max_messages", 0, "stop after publishing this many messages (0 = no limit)", parse=int
+    ),
+    Setting("output_dir", Path("output"), "folder for dead letters", parse=Path),
+    Setting("producer_id", "", "producer id in envelopes (default: host-pid-random)"),
+    Setting("max_connection_age", 23.5 * 3600, "live: rotate connections after s", parse=float),
+    Setting("stall_timeout", 60.0, "live: reconnect after s without a frame", parse=float),
+    Setting("max_skew_ms", DEFAULT_MAX_SKEW_MS, "reject E this far from receive time", parse=int),
+    Setting("progress_every", 5.0, "seconds between progress lines", parse=float),
+)
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "binance", help="Binance Spot market data: live websocket, replay or synthetic"
+    )
+    add_settings(parser, SETTINGS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve(args, SETTINGS)
+    print("harness produce binance:", file=sys.stderr)
+    for line in describe(cfg, SETTINGS):
+        print(f"  {line}", file=sys.stderr)
+    try:
+        streams = stream_names(cfg["symbols"], cfg["streams"])
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    frames: Iterable[RecordedFrame] | None = None
+    if cfg["source"] == "replay":
+        if cfg["recording"] is None:
+            raise UserError("--source replay needs --recording PATH")
+        frames = _checked_recording(cfg["recording"], cfg["speed"])
+    elif cfg["source"] == "synthetic":
+        start_ms = cfg["start_ms"] or time.time_ns() // 1_000_000
+        try:
+            market = SyntheticMarket(
+                cfg["symbols"],
+                cfg["streams"],
+                seed=cfg["seed"],
+                start_ms=start_ms,
+                rate=cfg["rate"] or None,
+            )
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        frames = paced(market.frames(), 1.0 if cfg["rate"] > 0 else 0.0)
+
+    producer_id = cfg["producer_id"] or new_producer_id("binance")
+    store = dead_letter_store(cfg["output_dir"], producer_id)
+    dead = DeadLetters(SOURCE_NAME, store.write)
+    recorder = RecordingWriter(cfg["record"]) if cfg["record"] else None
+    transport = open_transport(cfg["transport"])
+    publisher = transport.publisher(producer_id)
+    pipeline = BinancePipeline(
+        publisher,
+        dead,
+        recorder=recorder,
+        max_frame_bytes=DEFAULT_MAX_FRAME_BYTES,
+        max_skew_ms=cfg["max_skew_ms"],
+    )
+    stop = StopAfter(cfg["duration"], cfg["max_messages"])
+    progress = ProgressReporter(
+        f"binance {cfg['source']}", pipeline.counters.summary, every_s=cfg["progress_every"]
+    )
+    try:
+        with sigint_stops(stop):
+            if frames is not None:
+                paced_source = (cfg["source"] == "synthetic" and cfg["rate"] > 0) or (
+                    cfg["source"] == "replay" and cfg["speed"] > 0
+                )
+                run_frames(pipeline, frames, stop, progress, 1 if paced_source else 256)
+            else:
+                live = LiveConfig(
+                    endpoint=cfg["endpoint"],
+                    max_connection_age_s=cfg["max_connection_age"],
+                    stall_timeout_s=cfg["stall_timeout"],
+                )
+                try:
+                    asyncio.run(
+                        run_live(pipeline, BinanceLiveClient(streams, live), stop, progress)
+                    )
+                except BinanceRequestError as exc:
+                    raise UserError(f"exchange refused the subscription: {exc}") from None
+    finally:
+        publisher.close(timeout=5.0)
+        transport.close()
+        if recorder is not None:
+            recorder.close()
+        store.close()
+        progress.final()
+    if dead.total:
+        print(f"  dead letters: {dead.total} in {store.path}", file=sys.stderr)
+    return 0
+
+
+def _checked_recording(path: Path, speed: float) -> Iterator[RecordedFrame]:
+    """Open the recording now so an unreadable file fails before anything starts."""
+    frames = read_recording(path)
+    first = next(frames, None)  # raises UserError for a missing/unreadable file
+    if first is None:
+        raise UserError(f"recording {path} holds no frames")
+    return paced(itertools.chain([first], frames), speed)

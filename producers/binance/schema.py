@@ -1,0 +1,306 @@
+"""Parse and validate one Binance websocket frame against the real field names and types.
+
+Why this strictness: a processor downstream aggregates prices into candles; one ``"NaN"`` or a
+negative quantity would silently poison a whole candle. So every frame is checked here, at the
+edge, and anything wrong becomes a ``ValidationError`` with a ``kind`` the dead-letter store
+counts (``malformed_json``, ``invalid_utf8``, ``oversize``, ``unknown_event``, ``missing_field``,
+``bad_type``, ``bad_value``, ``stale_timestamp``, ``stream_mismatch``).
+
+Prices and quantities stay *strings* in what we publish (lossless: ``"0.00067000"`` keeps the
+exchange's exact decimal and tick size). We only check here that they are finite, non-negative
+plain decimals (no exponent, NaN, inf, sign). Processors convert them to float64 when they
+aggregate: float64 carries 15-17 significant digits, more than any Binance price/quantity
+(at most ~8 decimals on values below 1e9), and a candle's OHLC/volume need speed, not decimal
+arithmetic; sums of many float quantities lose at most ~1e-12 relative, far below tick size.
+
+Unknown extra fields are *allowed* (Binance adds fields over time and a producer must not stop
+on that) and counted per frame in ``MarketEvent.unknown_fields`` so a schema change is visible.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from producers.binance.topics import TOPIC_BY_EVENT
+
+#: A trade frame is ~170 B, a ticker ~500 B; 64 KiB leaves room for any market-data event.
+DEFAULT_MAX_FRAME_BYTES = 65_536
+#: How far E may be from the receive time; replays compare against the *recorded* receive time.
+DEFAULT_MAX_SKEW_MS = 3_600_000
+#: Other timestamps (trade time, kline open/close) may lie this far from E (a 1M kline: 31 d).
+_RELATED_MS = 40 * 86_400_000
+
+_POS_DECIMAL = re.compile(r"\d{1,30}(?:\.\d{1,30})?").fullmatch
+_SIGNED_DECIMAL = re.compile(r"-?\d{1,30}(?:\.\d{1,30})?").fullmatch
+
+# Field check codes (small ints: an if-chain on ints is the cheapest dispatch in CPython).
+STR, UINT, INT, BOOL, POS_DEC, DEC, TIME, KLINE = range(8)
+
+FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
+    "trade": (
+        ("e", STR),
+        ("E", UINT),
+        ("s", STR),
+        ("t", UINT),
+        ("p", POS_DEC),
+        ("q", POS_DEC),
+        ("T", TIME),
+        ("m", BOOL),
+        ("M", BOOL),
+    ),
+    "aggTrade": (
+        ("e", STR),
+        ("E", UINT),
+        ("s", STR),
+        ("a", UINT),
+        ("p", POS_DEC),
+        ("q", POS_DEC),
+        ("f", UINT),
+        ("l", UINT),
+        ("T", TIME),
+        ("m", BOOL),
+        ("M", BOOL),
+    ),
+    "kline": (("e", STR), ("E", UINT), ("s", STR), ("k", KLINE)),
+    "24hrTicker": (
+        ("e", STR),
+        ("E", UINT),
+        ("s", STR),
+        ("p", DEC),
+        ("P", DEC),
+        ("w", POS_DEC),
+        ("x", POS_DEC),
+        ("c", POS_DEC),
+        ("Q", POS_DEC),
+        ("b", POS_DEC),
+        ("B", POS_DEC),
+        ("a", POS_DEC),
+        ("A", POS_DEC),
+        ("o", POS_DEC),
+        ("h", POS_DEC),
+        ("l", POS_DEC),
+        ("v", POS_DEC),
+        ("q", POS_DEC),
+        ("O", TIME),
+        ("C", TIME),
+        ("F", INT),
+        ("L", INT),
+        ("n", UINT),
+    ),
+    "24hrMiniTicker": (
+        ("e", STR),
+        ("E", UINT),
+        ("s", STR),
+        ("c", POS_DEC),
+        ("o", POS_DEC),
+        ("h", POS_DEC),
+        ("l", POS_DEC),
+        ("v", POS_DEC),
+        ("q", POS_DEC),
+    ),
+    "bookTicker": (
+        ("u", UINT),
+        ("s", STR),
+        ("b", POS_DEC),
+        ("B", POS_DEC),
+        ("a", POS_DEC),
+        ("A", POS_DEC),
+    ),
+}
+KLINE_FIELDS: tuple[tuple[str, int], ...] = (
+    ("t", TIME),
+    ("T", TIME),
+    ("s", STR),
+    ("i", STR),
+    ("f", INT),
+    ("L", INT),
+    ("o", POS_DEC),
+    ("c", POS_DEC),
+    ("h", POS_DEC),
+    ("l", POS_DEC),
+    ("v", POS_DEC),
+    ("n", UINT),
+    ("x", BOOL),
+    ("q", POS_DEC),
+    ("V", POS_DEC),
+    ("Q", POS_DEC),
+    ("B", STR),
+)
+#: The per-event id that makes a frame unique within its symbol (None: use E).
+ID_FIELD: dict[str, str | None] = {
+    "trade": "t",
+    "aggTrade": "a",
+    "bookTicker": "u",
+    "kline": None,
+    "24hrTicker": None,
+    "24hrMiniTicker": None,
+}
+
+
+class ValidationError(Exception):
+    """A frame we cannot publish; ``kind`` is the dead-letter counter it goes to."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(f"{kind}: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class MarketEvent:
+    """A validated market-data event, ready to publish."""
+
+    stream: str | None  # "btcusdt@trade" for combined streams, None for raw /ws payloads
+    event: str  # Binance event type; "bookTicker" for the book ticker (it has no ``e``)
+    topic: str
+    symbol: str  # as Binance sends it, upper case
+    data: dict[str, Any]
+    event_time_ms: int | None  # E; None where the stream has none (spot bookTicker)
+    unknown_fields: int
+
+    def dedup_key(self) -> tuple[str, str, Any]:
+        """(topic, symbol, id): the same event seen twice (reconnect overlap) has the same key."""
+        id_field = ID_FIELD[self.event]
+        if id_field is not None:
+            return (self.topic, self.symbol, self.data[id_field])
+        if self.event == "kline":
+            return (self.topic, self.symbol, (self.data["k"]["i"], self.event_time_ms))
+        return (self.topic, self.symbol, self.event_time_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlReply:
+    """Answer to SUBSCRIBE/UNSUBSCRIBE/LIST_SUBSCRIPTIONS: ``result`` or an error code/msg."""
+
+    id: Any
+    result: Any = None
+    error_code: int | None = None
+    error_msg: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.error_code is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerShutdown:
+    """The server announced it will close this connection soon: reconnect now."""
+
+    event_time_ms: int | None
+
+
+Parsed = MarketEvent | ControlReply | ServerShutdown
+
+
+def parse_frame(
+    raw: bytes | str,
+    recv_ms: int,
+    *,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+) -> Parsed:
+    """Validate one frame received at ``recv_ms``; raise ``ValidationError`` if unusable."""
+    size = len(raw)
+    if size > max_frame_bytes or (
+        type(raw) is str and size * 4 > max_frame_bytes and len(raw.encode()) > max_frame_bytes
+    ):
+        raise ValidationError("oversize", f"frame of {size} bytes > {max_frame_bytes}")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if type(raw) is bytes and "UTF-8" in str(exc):
+            raise ValidationError("invalid_utf8", str(exc)) from None
+        raise ValidationError("malformed_json", str(exc)) from None
+    if type(obj) is not dict:
+        raise ValidationError("bad_type", f"top level is {type(obj).__name__}, not an object")
+    stream = obj.get("stream")
+    if stream is not None:
+        data = obj.get("data")
+        if type(stream) is not str or type(data) is not dict:
+            raise ValidationError("bad_type", "combined frame needs 'stream' str and 'data' object")
+    else:
+        if "id" in obj and ("result" in obj or "code" in obj):
+            return _control(obj)
+        data = obj
+    event = data.get("e")
+    if event is None:
+        if "u" in data and "b" in data and "a" in data:
+            event = "bookTicker"  # spot bookTicker carries no event type
+        else:
+            raise ValidationError("missing_field", "no event type 'e'")
+    elif event == "serverShutdown":
+        e_time = data.get("E")
+        return ServerShutdown(e_time if type(e_time) is int else None)
+    spec = FIELDS.get(event) if type(event) is str else None
+    if spec is None:
+        raise ValidationError("unknown_event", f"unknown event type {event!r}")
+    unknown = _check(data, spec, event)
+    e_time = data.get("E")
+    if e_time is not None:
+        if abs(e_time - recv_ms) > max_skew_ms:
+            raise ValidationError(
+                "stale_timestamp", f"E={e_time} is {e_time - recv_ms} ms from receive time"
+            )
+        _check_times(data, spec, e_time)
+        if event == "kline":
+            _check_times(data["k"], KLINE_FIELDS, e_time)
+    symbol = data["s"]
+    if stream is not None and not stream.startswith(symbol.lower() + "@"):
+        raise ValidationError("stream_mismatch", f"stream {stream!r} carries symbol {symbol!r}")
+    return MarketEvent(stream, event, TOPIC_BY_EVENT[event], symbol, data, e_time, unknown)
+
+
+def _check(data: dict[str, Any], spec: tuple[tuple[str, int], ...], event: str) -> int:
+    """Check required fields; return how many extra (unknown) fields the object has."""
+    nested = 0
+    for name, code in spec:
+        value = data.get(name)
+        if value is None:
+            raise ValidationError("missing_field", f"{event}: missing {name!r}")
+        vt = type(value)
+        if code in (POS_DEC, DEC):
+            if vt is not str:
+                raise ValidationError("bad_type", f"{event}.{name} must be a decimal string")
+            if not (_POS_DECIMAL if code == POS_DEC else _SIGNED_DECIMAL)(value):
+                raise ValidationError("bad_value", f"{event}.{name}={value[:40]!r} not a decimal")
+        elif code in (UINT, TIME):
+            if vt is not int:
+                raise ValidationError("bad_type", f"{event}.{name} must be an integer")
+            if value < 0:
+                raise ValidationError("bad_value", f"{event}.{name}={value} is negative")
+        elif code == STR:
+            if vt is not str:
+                raise ValidationError("bad_type", f"{event}.{name} must be a string")
+        elif code == BOOL:
+            if vt is not bool:
+                raise ValidationError("bad_type", f"{event}.{name} must be a boolean")
+        elif code == INT:
+            if vt is not int:
+                raise ValidationError("bad_type", f"{event}.{name} must be an integer")
+            if value < -1:
+                raise ValidationError("bad_value", f"{event}.{name}={value} below -1")
+        elif code == KLINE:
+            if vt is not dict:
+                raise ValidationError("bad_type", "kline.k must be an object")
+            nested = _check(value, KLINE_FIELDS, "kline.k")  # extras inside k count too
+    extra = len(data) - len(spec)
+    return nested + extra if extra > 0 else nested
+
+
+def _check_times(data: dict[str, Any], spec: tuple[tuple[str, int], ...], e_time: int) -> None:
+    for name, code in spec:
+        if code == TIME and abs(data[name] - e_time) > _RELATED_MS:
+            raise ValidationError("bad_value", f"{name}={data[name]} is implausibly far from E")
+
+
+def _control(obj: dict[str, Any]) -> ControlReply:
+    if "code" in obj:
+        code = obj.get("code")
+        return ControlReply(
+            obj.get("id"), None, code if type(code) is int else -1, str(obj.get("msg", ""))
+        )
+    return ControlReply(obj.get("id"), obj.get("result"))

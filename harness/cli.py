@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "harness.commands.produce",
     "harness.commands.process",
     "harness.commands.broker",
+    "harness.commands.bench",
 )
 
 

@@ -1,0 +1,77 @@
+"""Message bodies for load: fixed-size bytes or synthetic Binance trade frames.
+
+A pool is built before the clock starts, so the send loop measures the transport and not
+payload generation.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+POOL_SIZE = 1024
+
+
+def fixed_payloads(size: int) -> list[bytes]:
+    """Incompressible-looking bytes of exactly ``size`` (no accidental compression wins)."""
+    rng = random.Random(size)
+    return [rng.randbytes(size) for _ in range(min(POOL_SIZE, 64))]
+
+
+def binance_trade_payloads(seed: int = 0, count: int = POOL_SIZE) -> list[bytes]:
+    """Combined-stream ``@trade`` frames shaped like the real ones (~170 B, same field set).
+
+    Uses ``producers.binance.synthetic`` when that module is present, so the bench sends what
+    the pipeline's producer sends; otherwise builds frames with the same shape here.
+    """
+    try:
+        from producers.binance import synthetic
+
+        frames = _from_synthetic(synthetic, seed, count)
+        if frames:
+            return frames
+    except Exception:
+        pass
+    rng = random.Random(seed)
+    price = 64_000.0
+    event_ms = 1_723_000_000_000
+    trade_id = 3_700_000_000
+    frames = []
+    for _ in range(count):
+        price *= 1 + rng.gauss(0, 0.0001)
+        event_ms += rng.randrange(0, 50)
+        trade_id += 1
+        qty = min(rng.lognormvariate(-7.3, 1.8), 6.9)
+        data = {
+            "e": "trade",
+            "E": event_ms,
+            "s": "BTCUSDT",
+            "t": trade_id,
+            "p": f"{price:.2f}000000",
+            "q": f"{qty:.8f}",
+            "T": event_ms - rng.randrange(0, 3),
+            "m": rng.random() < 0.54,
+            "M": True,
+        }
+        frame = {"stream": "btcusdt@trade", "data": data}
+        frames.append(json.dumps(frame, separators=(",", ":")).encode())
+    return frames
+
+
+def _from_synthetic(module: object, seed: int, count: int) -> list[bytes]:
+    for name in ("trade_frames", "synthetic_frames", "frames"):
+        make = getattr(module, name, None)
+        if callable(make):
+            out = []
+            for frame in make(seed=seed):
+                out.append(frame if isinstance(frame, bytes) else str(frame).encode())
+                if len(out) >= count:
+                    break
+            return out
+    return []
+
+
+def make_payloads(kind: str, size: int, seed: int = 0) -> list[bytes]:
+    if kind == "binance":
+        return binance_trade_payloads(seed)
+    return fixed_payloads(size)

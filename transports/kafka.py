@@ -21,17 +21,23 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import version as package_version
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.structs import OffsetAndMetadata, TopicPartition
+with warnings.catch_warnings():
+    # kafka-python 3.0 loads its protocol schemas with importlib.resources.read_text, which
+    # warns (attributed to importlib, so the kafka.* filter in pyproject misses it). Not ours.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka.admin import NewTopic
+    from kafka.consumer.subscription_state import ConsumerRebalanceListener
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from transports.base import (
     CLOSE_TIMEOUT_S,
@@ -148,6 +154,7 @@ class KafkaTransportBase(Transport, abc.ABC):
         self.max_message_bytes: int = self.options["max_message_bytes"]
         self.broker: EmbeddedBroker | None = None
         self._closed = False
+        self._admin_lock = threading.Lock()  # admin clients are not safe across threads
         hosts = parsed.hosts
         if not hosts and os.environ.get(BOOTSTRAP_ENV):
             hosts = [h.strip() for h in os.environ[BOOTSTRAP_ENV].split(",") if h.strip()]
@@ -315,6 +322,10 @@ class KafkaTransport(KafkaTransportBase):
         wanted = sorted(set(topics))
         if not wanted:
             return
+        with self._admin_lock:
+            self._create_topics(wanted, count)
+
+    def _create_topics(self, wanted: list[str], count: int) -> None:
         try:
             existing = set(self._admin.list_topics())
             missing = [t for t in wanted if t not in existing]
@@ -371,7 +382,7 @@ class KafkaPublisher(Publisher):
             raise transport.error("producer failed to start", exc) from None
         self.failed = 0
         self._errors: list[BaseException] = []
-        self._pid_bytes = self.producer_id.encode()
+        self._known_topics: set[str] = set()
 
     def _on_error(self, exc: BaseException) -> None:
         self.failed += 1
@@ -390,6 +401,9 @@ class KafkaPublisher(Publisher):
     ) -> None:
         meta = (META_HEADER, encode_meta(self.producer_id, seq, event_time_ns, publish_time_ns))
         hdrs = [meta, *headers] if headers else [meta]
+        if topic not in self._known_topics:  # create with the configured partition count
+            self._t.create_topics([topic])
+            self._known_topics.add(topic)
         try:
             future = self._producer.send(topic, value=value, key=key, headers=hdrs)
         except KafkaError as exc:
@@ -414,8 +428,10 @@ class KafkaPublisher(Publisher):
             self._producer.flush(timeout=timeout)
         except KafkaError as exc:
             self._on_error(exc)
-        finally:
+        try:
             self._producer.close(timeout=max(0.1, deadline - time.monotonic()))
+        except KafkaError as exc:
+            self._on_error(exc)
         self._raise_failures()
 
 

@@ -100,6 +100,10 @@ class ConfluentKafkaTransport(KafkaTransportBase):
         wanted = sorted(set(topics))
         if not wanted:
             return
+        with self._admin_lock:
+            self._create_topics(wanted, count)
+
+    def _create_topics(self, wanted: list[str], count: int) -> None:
         timeout = self.options["request_timeout_ms"] / 1000
         try:
             existing = self._admin.list_topics(timeout=timeout).topics
@@ -165,6 +169,7 @@ class ConfluentPublisher(Publisher):
         self.failed = 0
         self._errors: list[str] = []
         self._max_block_s = CONNECT_TIMEOUT_S * 2
+        self._known_topics: set[str] = set()
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
@@ -185,6 +190,9 @@ class ConfluentPublisher(Publisher):
         meta = (META_HEADER, encode_meta(self.producer_id, seq, event_time_ns, publish_time_ns))
         hdrs = [meta, *headers] if headers else [meta]
         producer = self._producer
+        if topic not in self._known_topics:  # create with the configured partition count
+            self._t.create_topics([topic])
+            self._known_topics.add(topic)
         try:
             producer.produce(topic, value, key, headers=hdrs)
         except BufferError:

@@ -1,0 +1,318 @@
+"""Kafka backends (kafka-python and confluent-kafka) against a real broker (Tansu or external)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from kafka import KafkaProducer
+
+from transports import Envelope, Subscriber, TransportError, TransportOptionError, open_transport
+from transports.base import Transport
+from transports.embedded_broker import EmbeddedBroker, port_is_free
+from transports.framing import META_HEADER
+from transports.kafka import BOOTSTRAP_ENV
+
+pytestmark = pytest.mark.kafka
+
+CLIENTS = ["kafka", "kafka+confluent"]
+
+
+def collect(sub: Subscriber, n: int, timeout: float = 20.0) -> list[Envelope]:
+    """Poll until ``n`` envelopes arrived or ``timeout`` passed; then one short extra poll
+    so duplicates beyond ``n`` would show up."""
+    out: list[Envelope] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        out += sub.poll(1000, 0.2)
+    out += sub.poll(1000, 0.2)
+    return out
+
+
+@pytest.fixture(params=CLIENTS)
+def transport(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[Transport]:
+    with open_transport(f"{request.param}://{kafka_bootstrap}?partitions=4") as t:
+        yield t
+
+
+def test_round_trip_preserves_key_headers_and_meta(transport: Transport, unique_topic: str):
+    sub = transport.subscriber([unique_topic])
+    with transport.publisher(producer_id="prod-1") as pub:
+        before = time.time_ns()
+        seq = pub.publish(
+            unique_topic,
+            b"payload",
+            key=b"BTCUSDT",
+            headers=(("source", b"binance"), ("empty", b"")),
+            event_time_ns=123,
+        )
+        pub.flush()
+    got = collect(sub, 1)
+    sub.close()
+    assert seq == 0 and len(got) == 1
+    env = got[0]
+    assert (env.topic, env.value, env.key) == (unique_topic, b"payload", b"BTCUSDT")
+    assert env.headers == (("source", b"binance"), ("empty", b""))
+    assert (env.producer_id, env.seq, env.event_time_ns) == ("prod-1", 0, 123)
+    assert before <= env.publish_time_ns <= env.receive_time_ns
+    assert env.partition >= 0 and env.offset == 0
+    assert sub.stats.received == 1 and sub.stats.rejected == 0
+
+
+def test_per_key_order_across_four_partitions(transport: Transport, unique_topic: str):
+    transport.create_topics([unique_topic], partitions=4)
+    sub = transport.subscriber([unique_topic])
+    assert len({p for _t, p in sub.assignment()}) == 4  # type: ignore[attr-defined]
+    keys = [f"SYM{i}".encode() for i in range(8)]
+    with transport.publisher() as pub:
+        for i in range(800):
+            key = keys[i % len(keys)]
+            pub.publish(unique_topic, str(i).encode(), key=key)
+    got = collect(sub, 800)
+    sub.close()
+    assert len(got) == 800
+    per_key: dict[bytes | None, list[int]] = {}
+    partition_of: dict[bytes | None, set[int]] = {}
+    for env in got:
+        per_key.setdefault(env.key, []).append(int(env.value))
+        partition_of.setdefault(env.key, set()).add(env.partition)
+    assert all(vals == sorted(vals) and len(vals) == 100 for vals in per_key.values())
+    assert all(len(parts) == 1 for parts in partition_of.values())  # one key, one partition
+    assert len({p for parts in partition_of.values() for p in parts}) > 1
+    report = sub.stats.sequence.report()
+    assert (report.lost, report.duplicates) == (0, 0)
+
+
+def test_both_clients_put_a_key_on_the_same_partition(kafka_bootstrap: str, unique_topic: str):
+    placements = []
+    for scheme in CLIENTS:
+        with open_transport(f"{scheme}://{kafka_bootstrap}") as t:
+            t.create_topics([unique_topic], partitions=4)
+            sub = t.subscriber([unique_topic], start="latest")
+            with t.publisher() as pub:
+                for i in range(8):
+                    pub.publish(unique_topic, b"x", key=f"SYM{i}".encode())
+            placements.append({e.key: e.partition for e in collect(sub, 8)})
+            sub.close()
+    assert placements[0] == placements[1]
+
+
+def test_start_latest_skips_records_stored_before(transport: Transport, unique_topic: str):
+    """Tansu's ListOffsets end lies inside the last batch; 'latest' must still skip it all."""
+    with transport.publisher() as pub:
+        for i in range(50):
+            pub.publish(unique_topic, f"old{i}".encode(), key=b"k")
+    sub = transport.subscriber([unique_topic], start="latest")
+    with transport.publisher() as pub:
+        pub.publish(unique_topic, b"new", key=b"k")
+    got = collect(sub, 1, timeout=10)
+    ends = sub.end_positions()  # type: ignore[attr-defined]
+    sub.close()
+    assert [e.value for e in got] == [b"new"]
+    assert sum(ends.values()) == 51
+
+
+def test_assign_mode_commit_and_resume_from_committed(transport: Transport, unique_topic: str):
+    transport.create_topics([unique_topic], partitions=1)
+    with transport.publisher() as pub:
+        for i in range(20):
+            pub.publish(unique_topic, str(i).encode())
+    group = f"offsets-{unique_topic}"
+    sub = transport.subscriber([unique_topic], offsets_group=group)  # type: ignore[call-arg]
+    first = collect(sub, 20)
+    assert [int(e.value) for e in first] == list(range(20))
+    position = {(unique_topic, 0): first[9].offset + 1}
+    sub.commit(position)  # only the first ten are safe
+    sub.close()
+    again = transport.subscriber([unique_topic], offsets_group=group)  # type: ignore[call-arg]
+    committed = again.committed_positions()  # type: ignore[attr-defined]
+    assert committed == position
+    again.seek(committed)
+    rest = collect(again, 10)
+    again.close()
+    assert [int(e.value) for e in rest] == list(range(10, 20))
+
+
+def test_seek_to_stored_positions(transport: Transport, unique_topic: str):
+    transport.create_topics([unique_topic], partitions=1)
+    with transport.publisher() as pub:
+        for i in range(10):
+            pub.publish(unique_topic, str(i).encode())
+    sub = transport.subscriber([unique_topic])
+    assert len(collect(sub, 10)) == 10
+    sub.seek({(unique_topic, 0): 7})
+    replay = collect(sub, 3)
+    sub.close()
+    assert [int(e.value) for e in replay] == [7, 8, 9]
+    assert sub.stats.sequence.report().duplicates == 3  # a replay is visible, not hidden
+
+
+def test_seek_to_unassigned_partition_is_a_clear_error(transport: Transport, unique_topic: str):
+    sub = transport.subscriber([unique_topic])
+    with pytest.raises(TransportError, match="not assigned"):
+        sub.seek({(unique_topic, 99): 0})
+    sub.close()
+
+
+@pytest.mark.parametrize("scheme", CLIENTS)
+def test_foreign_bad_and_oversize_records_are_rejected_and_counted(
+    scheme: str, kafka_bootstrap: str, unique_topic: str
+):
+    raw = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    raw.send(unique_topic, b"foreign, no header")
+    raw.send(unique_topic, b"bad header", headers=[(META_HEADER, b"short")])
+    raw.flush(10)
+    raw.close(5)
+    with open_transport(f"{scheme}://{kafka_bootstrap}?max_message_bytes=100") as t:
+        with t.publisher() as pub:
+            pub.publish(unique_topic, b"ok")
+        with open_transport(f"kafka://{kafka_bootstrap}") as big, big.publisher() as bp:
+            bp.publish(unique_topic, b"x" * 500)  # valid meta, but over the reader's limit
+        sub = t.subscriber([unique_topic])
+        got = collect(sub, 1, timeout=10)
+        deadline = time.monotonic() + 10
+        while sub.stats.rejected < 3 and time.monotonic() < deadline:
+            got += sub.poll(1000, 0.2)
+        rejected = sub.drain_rejected()
+        sub.close()
+    assert [e.value for e in got] == [b"ok"]
+    assert sub.stats.rejected_by_kind == {"missing_meta": 1, "bad_meta": 1, "oversize": 1}
+    assert {r.kind: r.raw for r in rejected}["missing_meta"] == b"foreign, no header"
+    assert all(r.topic == unique_topic and r.offset >= 0 for r in rejected)
+
+
+def test_close_twice_everywhere(transport: Transport, unique_topic: str):
+    pub = transport.publisher()
+    pub.publish(unique_topic, b"x")
+    pub.close()
+    pub.close()
+    sub = transport.subscriber([unique_topic])
+    sub.close()
+    sub.close()
+    transport.close()
+    transport.close()
+    with pytest.raises(TransportError):
+        pub.publish(unique_topic, b"y")
+    with pytest.raises(TransportError):
+        sub.poll()
+
+
+@pytest.mark.slow
+def test_group_commit_then_new_member_resumes_without_loss_or_duplicates(
+    kafka_bootstrap: str, unique_topic: str
+):
+    with open_transport(f"kafka://{kafka_bootstrap}?partitions=2") as t:
+        with t.publisher() as pub:
+            for i in range(30):
+                pub.publish(unique_topic, str(i).encode(), key=str(i % 3).encode())
+        group = f"g-{unique_topic}"
+        sub = t.subscriber([unique_topic], group=group)
+        first = collect(sub, 30, timeout=30)  # allows for the ~3 s group join on Tansu
+        sub.commit()
+        sub.close()
+        with t.publisher() as pub:
+            for i in range(30, 40):
+                pub.publish(unique_topic, str(i).encode(), key=str(i % 3).encode())
+        again = t.subscriber([unique_topic], group=group)
+        second = collect(again, 10, timeout=30)
+        again.close()
+    assert sorted(int(e.value) for e in first) == list(range(30))
+    assert sorted(int(e.value) for e in second) == list(range(30, 40))
+
+
+@pytest.mark.slow
+def test_confluent_group_subscribe_receives(kafka_bootstrap: str, unique_topic: str):
+    with open_transport(f"kafka+confluent://{kafka_bootstrap}") as t:
+        with t.publisher() as pub:
+            for i in range(5):
+                pub.publish(unique_topic, str(i).encode())
+        sub = t.subscriber([unique_topic], group=f"g-{unique_topic}")
+        got = collect(sub, 5, timeout=30)
+        sub.commit()
+        committed = sub.committed_positions()  # type: ignore[attr-defined]
+        sub.close()
+    assert [int(e.value) for e in got] == list(range(5))
+    assert committed == {(unique_topic, 0): 5}
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("kafka://127.0.0.1:9?acks=2", r"bad value '2' for option 'acks'.*0, 1, all"),
+        ("kafka://127.0.0.1:9?lingerms=5", r"unknown option 'lingerms'.*accepted: acks="),
+        ("kafka+confluent://127.0.0.1:9?compression=brotli", r"expected one of none, gzip"),
+        ("kafka://u:pw@127.0.0.1:9", r"credentials in the host part"),
+    ],
+)
+def test_bad_options_are_one_line_errors(url: str, match: str):
+    with pytest.raises(TransportOptionError, match=match) as info:
+        open_transport(url)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("scheme", CLIENTS)
+def test_unreachable_broker_fails_fast_and_never_shows_the_password(scheme: str):
+    url = (
+        f"{scheme}://127.0.0.1:1?security_protocol=SASL_PLAINTEXT&sasl_mechanism=PLAIN"
+        "&sasl_username=alice&sasl_password=hunter2secret"
+    )
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=r"unreachable on 127\.0\.0\.1:1") as info:
+        open_transport(url)
+    assert time.monotonic() - started < 10  # bounded, not the client's default minutes
+    assert "\n" not in str(info.value) and "hunter2secret" not in str(info.value)
+    with pytest.raises(TransportOptionError) as bad:
+        open_transport(url + "&bogus=1")
+    assert "hunter2secret" not in str(bad.value)
+    with pytest.raises(TransportOptionError) as bad_value:
+        open_transport(url.replace("sasl_mechanism=PLAIN", "sasl_mechanism=NOPE"))
+    assert "hunter2secret" not in str(bad_value.value)
+
+
+def test_send_failure_surfaces_on_flush():
+    with EmbeddedBroker() as broker, open_transport(f"{broker.url}?request_timeout_ms=2000") as t:
+        pub = t.publisher()
+        pub.publish("doomed", b"first")
+        pub.flush()
+        broker.stop()
+        pub.publish("doomed", b"lost unless reported")
+        with pytest.raises(TransportError):
+            pub.flush(timeout=4)
+        with pytest.raises(TransportError):  # the failure is also reported by close
+            pub.close(timeout=1)
+
+
+@pytest.mark.parametrize("scheme", CLIENTS)
+def test_url_without_hosts_owns_an_embedded_broker(
+    scheme: str, monkeypatch: pytest.MonkeyPatch, unique_topic: str
+):
+    monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
+    t = open_transport(f"{scheme}://?linger_ms=5")
+    broker = t.broker  # type: ignore[attr-defined]
+    assert broker is not None and broker.running
+    assert "tansu" in t.identity and "embedded" in t.identity
+    assert t.display_url == f"{scheme}://?linger_ms=5"
+    sub = t.subscriber([unique_topic])
+    with t.publisher() as pub:
+        pub.publish(unique_topic, b"hi")
+    assert [e.value for e in collect(sub, 1)] == [b"hi"]
+    sub.close()
+    t.close()
+    assert not broker.running and port_is_free(broker.host, broker.port)
+
+
+def test_url_without_hosts_uses_bootstrap_env(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv(BOOTSTRAP_ENV, kafka_bootstrap)
+    with open_transport("kafka://") as t:
+        assert t.broker is None  # type: ignore[attr-defined]
+        assert t.bootstrap == kafka_bootstrap  # type: ignore[attr-defined]
+
+
+def test_capabilities_and_identity(transport: Transport):
+    caps = transport.capabilities
+    assert caps.durable and caps.replayable and caps.ordered_per_key
+    assert caps.load_balanced and caps.fan_out and not caps.drops_when_slow
+    assert "kafka" in transport.identity and " @ " in transport.identity

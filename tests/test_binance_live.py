@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
+from test_binance_helpers import CollectingPublisher
 
 from emulators.binance import BinanceEmulator
 from harness.dead_letters import DeadLetters
 from producers.binance.live import BinanceLiveClient, BinanceRequestError, LiveConfig
 from producers.binance.service import BinancePipeline, run_live
 from producers.run_control import StopAfter
-from test_binance_helpers import CollectingPublisher
 
 STREAMS = ["btcusdt@trade", "ethusdt@trade"]
 
@@ -69,7 +70,7 @@ async def running(
 
 def assert_no_duplicates(ids: dict[bytes, list[int]]) -> None:
     for sym, seq in ids.items():
-        assert all(b > a for a, b in zip(seq, seq[1:], strict=False)), f"{sym!r} out of order/dup"
+        assert all(b > a for a, b in itertools.pairwise(seq)), f"{sym!r} out of order/dup"
 
 
 def assert_consecutive(ids: dict[bytes, list[int]]) -> None:

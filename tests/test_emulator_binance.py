@@ -74,15 +74,15 @@ async def test_unknown_symbol_in_url_is_http_400() -> None:
 
 
 async def test_client_library_answers_server_pings() -> None:
-    async with BinanceEmulator(rate=10, ping_interval=0.1, ping_timeout=0.5) as emu:
-        async with connect(f"{emu.url}/stream?streams=btcusdt@trade", ping_interval=None) as ws:
-            await asyncio.sleep(0.8)  # several ping rounds; no pong => server closes the socket
-            assert len(emu.clients) == 1
-            assert next(iter(emu.clients)).ws.latency > 0  # a pong came back
-            await ws.send('{"method":"LIST_SUBSCRIPTIONS","id":1}')
-            while "id" not in (reply := await recv_json(ws)):
-                pass
-            assert reply["result"] == ["btcusdt@trade"]
+    emu = BinanceEmulator(rate=10, ping_interval=0.1, ping_timeout=0.5)
+    async with emu, connect(f"{emu.url}/stream?streams=btcusdt@trade", ping_interval=None) as ws:
+        await asyncio.sleep(0.8)  # several ping rounds; no pong => server closes the socket
+        assert len(emu.clients) == 1
+        assert next(iter(emu.clients)).ws.latency > 0  # a pong came back
+        await ws.send('{"method":"LIST_SUBSCRIPTIONS","id":1}')
+        while "id" not in (reply := await recv_json(ws)):
+            pass
+        assert reply["result"] == ["btcusdt@trade"]
 
 
 def test_runs_in_a_thread_for_sync_callers() -> None:

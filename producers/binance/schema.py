@@ -238,16 +238,22 @@ def parse_frame(
     spec = FIELDS.get(event) if type(event) is str else None
     if spec is None:
         raise ValidationError("unknown_event", f"unknown event type {event!r}")
-    unknown = _check(data, spec, event)
+    fast = _FAST_CHECKS.get(event)
+    unknown = fast(data) if fast is not None else -1
+    if unknown < 0:  # no fast path, or it failed: the generic check finds and names the error
+        unknown = _check(data, spec, event)
     e_time = data.get("E")
     if e_time is not None:
         if abs(e_time - recv_ms) > max_skew_ms:
             raise ValidationError(
                 "stale_timestamp", f"E={e_time} is {e_time - recv_ms} ms from receive time"
             )
-        _check_times(data, spec, e_time)
-        if event == "kline":
-            _check_times(data["k"], KLINE_FIELDS, e_time)
+        if fast is None:
+            _check_times(data, spec, e_time)
+            if event == "kline":
+                _check_times(data["k"], KLINE_FIELDS, e_time)
+        elif event == "trade" and abs(data["T"] - e_time) > _RELATED_MS:
+            raise ValidationError("bad_value", f"T={data['T']} is implausibly far from E")
     symbol = data["s"]
     if stream is not None and not stream.startswith(symbol.lower() + "@"):
         raise ValidationError("stream_mismatch", f"stream {stream!r} carries symbol {symbol!r}")
@@ -289,6 +295,61 @@ def _check(data: dict[str, Any], spec: tuple[tuple[str, int], ...], event: str) 
             nested = _check(value, KLINE_FIELDS, "kline.k")  # extras inside k count too
     extra = len(data) - len(spec)
     return nested + extra if extra > 0 else nested
+
+
+def _fast_trade(d: dict[str, Any]) -> int:
+    """The hot path (trades are most of the volume): same rules as ``_check``, inlined.
+
+    Returns the unknown-field count, or -1 if anything is off (``_check`` then names it).
+    """
+    try:
+        e_time, s, t, p, q, t_time, m, mm = (
+            d["E"], d["s"], d["t"], d["p"], d["q"], d["T"], d["m"], d["M"]
+        )  # fmt: skip
+    except KeyError:
+        return -1
+    if (
+        type(e_time) is int
+        and e_time >= 0
+        and type(s) is str
+        and type(t) is int
+        and t >= 0
+        and type(p) is str
+        and type(q) is str
+        and type(t_time) is int
+        and t_time >= 0
+        and type(m) is bool
+        and type(mm) is bool
+        and _POS_DECIMAL(p)
+        and _POS_DECIMAL(q)
+    ):
+        return len(d) - 9
+    return -1
+
+
+def _fast_book_ticker(d: dict[str, Any]) -> int:
+    try:
+        u, s, b, bq, a, aq = d["u"], d["s"], d["b"], d["B"], d["a"], d["A"]
+    except KeyError:
+        return -1
+    if (
+        type(u) is int
+        and u >= 0
+        and type(s) is str
+        and type(b) is str
+        and type(bq) is str
+        and type(a) is str
+        and type(aq) is str
+        and _POS_DECIMAL(b)
+        and _POS_DECIMAL(bq)
+        and _POS_DECIMAL(a)
+        and _POS_DECIMAL(aq)
+    ):
+        return len(d) - 6
+    return -1
+
+
+_FAST_CHECKS = {"trade": _fast_trade, "bookTicker": _fast_book_ticker}
 
 
 def _check_times(data: dict[str, Any], spec: tuple[tuple[str, int], ...], e_time: int) -> None:

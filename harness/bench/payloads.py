@@ -6,8 +6,10 @@ payload generation.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+from typing import Any
 
 POOL_SIZE = 1024
 
@@ -25,13 +27,13 @@ def binance_trade_payloads(seed: int = 0, count: int = POOL_SIZE) -> list[bytes]
     the pipeline's producer sends; otherwise builds frames with the same shape here.
     """
     try:
-        from producers.binance import synthetic
+        from producers.binance import synthetic  # owned by the producer; optional here
 
         frames = _from_synthetic(synthetic, seed, count)
         if frames:
             return frames
-    except Exception:
-        pass
+    except (ImportError, AttributeError, TypeError, ValueError):
+        pass  # module absent or changed shape: the frames below have the same form
     rng = random.Random(seed)
     price = 64_000.0
     event_ms = 1_723_000_000_000
@@ -58,17 +60,9 @@ def binance_trade_payloads(seed: int = 0, count: int = POOL_SIZE) -> list[bytes]
     return frames
 
 
-def _from_synthetic(module: object, seed: int, count: int) -> list[bytes]:
-    for name in ("trade_frames", "synthetic_frames", "frames"):
-        make = getattr(module, name, None)
-        if callable(make):
-            out = []
-            for frame in make(seed=seed):
-                out.append(frame if isinstance(frame, bytes) else str(frame).encode())
-                if len(out) >= count:
-                    break
-            return out
-    return []
+def _from_synthetic(module: Any, seed: int, count: int) -> list[bytes]:
+    market = module.SyntheticMarket(["btcusdt"], ["trade"], seed=seed + 1)
+    return [frame.raw.encode() for frame in itertools.islice(market.frames(), count)]
 
 
 def make_payloads(kind: str, size: int, seed: int = 0) -> list[bytes]:

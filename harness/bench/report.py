@@ -6,6 +6,7 @@ Everything is derived from results.h5, so a report can be rebuilt from the file 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,18 +53,27 @@ def _status(row: dict[str, Any]) -> str:
 
 def build_tables(run: RunData) -> list[TableData]:
     tables: list[TableData] = []
+    identities = {str(r["transport"]): str(r.get("identity") or "") for r in run.summary}
+    if identities:
+        tables.append(TableData(
+            "Transports under test", ["transport", "identity (client @ broker)"],
+            [[name, ident or "-"] for name, ident in identities.items()]))
     if run.max_sustainable:
         rows = []
         for m in run.max_sustainable:
-            rows.append([m["transport"], fmt_int(m["max_rate"]) if m["max_rate"] else "none",
+            shown = fmt_int(m["max_rate"]) if m["max_rate"] else "none"
+            if m.get("limited_by") in ("budget", "max_rate") and m["max_rate"]:
+                shown = f">= {shown} ({m['limited_by']})"  # no failing rate found above it
+            rows.append([m["transport"], shown,
                          fmt_ms(m.get("p99_at_max_ms")), fmt_ms(m["latency_bound_ms"]),
-                         fmt_int(m["steps"]), m.get("identity", "")])
+                         fmt_int(m["steps"])])
         tables.append(TableData(
             f"Max sustainable throughput ({run.max_sustainable[0]['scenario']})",
-            ["transport", "max msg/s", "p99 at max (ms)", "p99 bound (ms)", "steps", "identity"],
+            ["transport", "max msg/s", "p99 at max (ms)", "p99 bound (ms)", "steps"],
             rows,
             "Highest rate with p99 end-to-end latency under the bound, nothing lost or left "
-            "unconsumed, and producers keeping the intended pace.",
+            "unconsumed, and producers keeping the intended pace; '>=' means the search hit its "
+            "time budget or rate ceiling before a failing rate.",
         ))
     scenarios: dict[str, list[dict[str, Any]]] = {}
     for row in run.summary:
@@ -88,7 +98,8 @@ def build_tables(run: RunData) -> list[TableData]:
         tables.append(TableData(
             f"Scenario {name}", headers, rows,
             "End-to-end latency = receive time - intended send time (open loop); warm-up "
-            "discarded. lost = sequence gaps (dropped); unconsumed = still queued at the end.",
+            "discarded. lost = sequence gaps (dropped by the transport); unconsumed = the tail "
+            "still in flight when consumers stopped (kept by Kafka, discarded by ZeroMQ).",
         ))
     sweep_rows = [r for r in run.summary if r.get("phase") == "sweep"]
     if sweep_rows:
@@ -106,7 +117,8 @@ def build_tables(run: RunData) -> list[TableData]:
 
 
 def print_tables(tables: Sequence[TableData], console: Console | None = None) -> None:
-    console = console or Console()
+    # Not a terminal (CI log, pipe): wide enough that numbers are never cut to "1…".
+    console = console or Console(width=None if sys.stdout.isatty() else 220)
     for t in tables:
         table = Table(title=t.title, caption=t.note or None, show_lines=False)
         for h in t.headers:

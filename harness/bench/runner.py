@@ -424,8 +424,7 @@ def _aggregate(
     window = end - first
     measured = [r for r in rows if first <= r["t_s"] - 1 < end]
     published_total = sum(int(p.final["published"]) for p in producers if p.final)
-    durable = bool(((producers[0].ready or {}).get("capabilities") or {}).get("durable", True))
-    loss = _loss(s, producers, consumers, durable)
+    loss = _loss(s, producers, consumers)
     summary = _base_summary(result, s)
     summary.update({
         "published": published_total,
@@ -458,13 +457,12 @@ def _aggregate(
     result.summary = summary
 
 
-def _loss(
-    s: Scenario, producers: list[_Worker], consumers: list[_Worker], durable: bool
-) -> dict[str, int]:
+def _loss(s: Scenario, producers: list[_Worker], consumers: list[_Worker]) -> dict[str, int]:
     """Lost (gaps: dropped), unconsumed (tail: still queued at the end), dups, reorders.
 
-    A missing tail is backlog on a durable transport (a later read gets it) but lost on one
-    that is not (nothing holds it any more).
+    A missing tail is what was in flight when the consumers stopped: a durable transport keeps
+    it for a later read, a non-durable one discards it at shutdown. A gap (a number missing
+    while later ones arrived) is a drop by the transport.
 
     Fan-out and single consumers: each must see every message, so their counts add up.
     Load-balanced consumers: a message is missing only if *no* consumer saw it.
@@ -489,8 +487,6 @@ def _loss(
                 runs = _intersect(runs, other)
             g, t = _split_tail(runs, total)
             lost, tail = lost + g, tail + t
-    if not durable:
-        lost, tail = lost + tail, 0
     received = sum(int(f["received"]) for f in finals)
     if s.fan_out or len(finals) == 1:
         duplicates = sum(int(f["duplicates"]) for f in finals)

@@ -89,17 +89,19 @@ def run_workload(
                     out.interrupted = True
                     return out
                 if scenario.rate_mode == "sweep":
-                    steps, best = find_max_sustainable(
+                    outcome = find_max_sustainable(
                         scenario,
                         lambda rate, sc=scenario, sp=spec: trial(sc, sp, rate, "sweep"),
                         stop.is_set,
                     )
+                    steps, best = outcome.steps, outcome.best
                     best_step = next((r for r in steps if r.target_rate == best), None)
                     out.max_sustainable.append({
                         "scenario": scenario.name,
                         "transport": spec.name,
                         "identity": next((r.identity for r in steps if r.identity), ""),
                         "max_rate": best,
+                        "limited_by": outcome.limited_by,
                         "steps": len(steps),
                         "latency_bound_ms": scenario.latency_bound_ms,
                         "p99_at_max_ms": best_step.summary.get("e2e_p99", float("nan"))

@@ -130,7 +130,7 @@ def run(workload_name: str, settings: dict[str, Any]) -> int:
         suite.interrupted = True
     write_results(results_file, workload, suite, metadata)
     data = read_results(results_file)
-    print_tables(build_tables(data), Console())
+    print_tables(build_tables(data))
     report = write_report(data, out_dir, command)
     console.print(f"results: {results_file}\nreport:  {report}")
     if suite.interrupted:

@@ -146,8 +146,8 @@ def test_empty_payload_round_trips_and_oversize_is_refused_before_sending(
         with publisher, subscriber:
             with pytest.raises(MessageTooLargeError, match="1001 bytes"):
                 publisher.publish(topic, b"x" * 1001)
-            publisher.publish(topic, b"")
-            publisher.publish(topic, b"x" * 1000)
+            publisher.publish(topic, b"", key=b"k")  # one key: one partition, one order
+            publisher.publish(topic, b"x" * 1000, key=b"k")
             publisher.flush()
             got = receive(subscriber, 2)
     assert [e.value for e in got] == [b"", b"x" * 1000]

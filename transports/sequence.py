@@ -86,6 +86,10 @@ class SequenceTracker:
         stream = self._streams.get((producer_id, topic))
         return sorted(stream.missing) if stream else []
 
+    def missing_by_stream(self) -> dict[tuple[str, str], set[int]]:
+        """(producer_id, topic) -> sequence numbers not (yet) received; copies, safe to keep."""
+        return {k: set(s.missing) for k, s in self._streams.items() if s.missing}
+
     def merge(self, other: SequenceTracker) -> None:
         """Combine load-balanced subscribers' views: a gap in one may be filled by another."""
         self.unsequenced += other.unsequenced

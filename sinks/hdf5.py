@@ -59,7 +59,7 @@ import numpy as np
 
 from harness.dead_letters import DeadLetter
 from harness.errors import UserError
-from sinks.hdf5_checkpoint import Checkpoint, checkpoint_tables, last_checkpoint
+from sinks.hdf5_checkpoint import Checkpoint, checkpoint_tables
 from sinks.hdf5_metadata import read_attributes, run_attributes, write_attributes
 from sinks.hdf5_recovery import left_open_by_writer, rebuild_from_checkpoint, truncate_in_place
 from sinks.hdf5_schema import (
@@ -220,7 +220,7 @@ class Hdf5Sink:
         return len(arr)
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
-        """Store callback for ``harness.dead_letters.DeadLetters(source, store=sink.add_dead_letter)``."""
+        """Store callback: ``DeadLetters(source, store=sink.add_dead_letter)``."""
         self.append(DEAD_LETTERS, [letter])
 
     def add_gaps(self, gaps: Iterable[Gap]) -> None:

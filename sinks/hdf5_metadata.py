@@ -7,6 +7,7 @@ pickled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -92,10 +93,8 @@ def read_attributes(node: h5py.Group | h5py.Dataset) -> dict[str, Any]:
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         if isinstance(value, str) and value[:1] in "[{":
-            try:
+            with contextlib.suppress(ValueError):
                 value = json.loads(value)
-            except ValueError:
-                pass
         elif isinstance(value, np.generic):
             value = value.item()
         out[key] = value

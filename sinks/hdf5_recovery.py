@@ -70,7 +70,7 @@ def truncate_in_place(f: h5py.File) -> tuple[Checkpoint | None, dict[str, int]]:
 
 
 def rebuild_from_checkpoint(path: Path) -> dict[str, int]:
-    """Replace a crashed file by a copy holding exactly its last checkpoint; returns rows dropped."""
+    """Replace a crashed file by a copy of its last checkpoint; returns rows dropped."""
     tmp = path.with_name(f".{path.name}.recovering-{os.getpid()}")
     dropped: dict[str, int] = {}
     try:

@@ -1,0 +1,191 @@
+"""Decode what the Binance producer publishes (orjson bytes of the ``data`` object) into tuples
+the aggregators consume, turning anything unusable into a counted, kept dead letter.
+
+Prices and quantities arrive as decimal strings and become float64 here: float64 keeps 15-16
+significant digits, more than any Binance price or quantity has (at most ~8 decimals on values
+below 1e9), and sums over a day of trades lose ~1e-12 relative, far below a tick. The exact
+strings stay in the raw trades table, which a sink writes from the envelope itself.
+
+The producer already validates frames; we check again because a processor must not trust a
+topic anyone can write to: a ``NaN`` or negative price would silently poison a whole candle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import orjson
+
+from harness.dead_letters import DeadLetters
+
+_INF = math.inf
+
+
+class Trade(NamedTuple):
+    """One trade or aggTrade, numbers parsed; a plain tuple so hot loops can unpack it.
+
+    ``trade_id`` orders trades within a millisecond (``t``, or the aggregate id ``a``);
+    ``first_trade_id``/``last_trade_id`` are ``t``/``t`` for a trade and ``f``/``l`` for an
+    aggTrade, so candles report the exchange's trade ids in both cases.
+    """
+
+    symbol: str
+    time_ms: int  # T: trade (exchange) time
+    trade_id: int
+    price: float
+    qty: float
+    buyer_is_maker: bool  # m; False means the taker bought
+    first_trade_id: int
+    last_trade_id: int
+
+
+class TickerUpdate(NamedTuple):
+    """One 24hrTicker or bookTicker update with the numeric fields as floats.
+
+    bookTicker carries no event time: the caller passes the envelope's ``event_time_ns``
+    (the producer's receive time for that stream) as ``fallback_time_ms``.
+    """
+
+    event: str  # "24hrTicker" or "bookTicker"
+    symbol: str
+    time_ms: int
+    update_id: int  # bookTicker ``u``; the ticker's last trade id ``L`` otherwise
+    values: dict[str, float]
+
+
+class DecodeError(ValueError):
+    """A payload we cannot aggregate; ``kind`` is the dead-letter counter."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(f"{kind}: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
+def _load(value: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("malformed_json", str(exc)) from None
+    if not isinstance(obj, dict):
+        raise DecodeError("bad_type", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _decimal(obj: dict[str, Any], name: str, positive: bool) -> float:
+    raw = obj[name]
+    if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+        raise DecodeError("bad_type", f"{name} must be a decimal string, got {raw!r}")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DecodeError("bad_value", f"{name}={raw!r} is not a number") from None
+    low_ok = value > 0.0 if positive else value >= 0.0
+    if not (low_ok and value < _INF):
+        raise DecodeError("bad_value", f"{name}={raw!r} is not a finite, non-negative number")
+    return value
+
+
+def _signed(obj: dict[str, Any], name: str) -> float:
+    raw = obj[name]
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise DecodeError("bad_value", f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DecodeError("bad_value", f"{name}={raw!r} is not finite")
+    return value
+
+
+def _int(obj: dict[str, Any], name: str) -> int:
+    raw = obj[name]
+    if type(raw) is not int:
+        raise DecodeError("bad_type", f"{name} must be an integer, got {raw!r}")
+    return raw
+
+
+def decode_trade(value: bytes) -> Trade:
+    """A ``trade`` or ``aggTrade`` payload -> ``Trade``; ``DecodeError`` otherwise."""
+    obj = _load(value)
+    try:
+        event = obj["e"]
+        symbol = obj["s"]
+        if not isinstance(symbol, str) or not symbol:
+            raise DecodeError("bad_type", f"s must be a non-empty string, got {symbol!r}")
+        maker = obj["m"]
+        if type(maker) is not bool:
+            raise DecodeError("bad_type", f"m must be a boolean, got {maker!r}")
+        price = _decimal(obj, "p", positive=True)
+        qty = _decimal(obj, "q", positive=False)
+        time_ms = _int(obj, "T")
+        if event == "trade":
+            tid = _int(obj, "t")
+            return Trade(symbol, time_ms, tid, price, qty, maker, tid, tid)
+        if event == "aggTrade":
+            return Trade(
+                symbol, time_ms, _int(obj, "a"), price, qty, maker, _int(obj, "f"), _int(obj, "l")
+            )
+    except KeyError as exc:
+        raise DecodeError("missing_field", f"field {exc.args[0]!r} missing") from None
+    raise DecodeError("unknown_event", f"expected trade or aggTrade, got e={event!r}")
+
+
+_TICKER_FIELDS = ("c", "b", "B", "a", "A", "v", "q", "w", "o", "h", "l", "Q")
+_BOOK_FIELDS = ("b", "B", "a", "A")
+
+
+def decode_ticker(value: bytes, fallback_time_ms: int = 0) -> TickerUpdate:
+    """A ``24hrTicker`` or ``bookTicker`` payload -> ``TickerUpdate``; ``DecodeError`` otherwise.
+
+    Derived values the aggregates need (``spread`` = ask - bid, ``mid``) are added here once.
+    """
+    obj = _load(value)
+    try:
+        symbol = obj["s"]
+        if not isinstance(symbol, str) or not symbol:
+            raise DecodeError("bad_type", f"s must be a non-empty string, got {symbol!r}")
+        event = obj.get("e", "bookTicker" if "u" in obj else None)
+        if event == "24hrTicker":
+            values = {name: _decimal(obj, name, positive=False) for name in _TICKER_FIELDS}
+            values["p"] = _signed(obj, "p")
+            values["P"] = _signed(obj, "P")
+            values["n"] = float(_int(obj, "n"))
+            time_ms, update_id = _int(obj, "E"), _int(obj, "L")
+        elif event == "bookTicker":
+            values = {name: _decimal(obj, name, positive=False) for name in _BOOK_FIELDS}
+            time_ms, update_id = int(obj.get("E", fallback_time_ms)), _int(obj, "u")
+        else:
+            raise DecodeError("unknown_event", f"expected 24hrTicker or bookTicker, got {event!r}")
+    except KeyError as exc:
+        raise DecodeError("missing_field", f"field {exc.args[0]!r} missing") from None
+    bid, ask = values["b"], values["a"]
+    values["spread"] = ask - bid
+    values["mid"] = (ask + bid) / 2.0
+    return TickerUpdate(event, symbol, time_ms, update_id, values)
+
+
+def decode_trades(values: Iterable[bytes], dead_letters: DeadLetters) -> list[Trade]:
+    """Decode a batch; bad payloads go to ``dead_letters`` (counted, kept, logged once)."""
+    out: list[Trade] = []
+    append = out.append
+    for value in values:
+        try:
+            append(decode_trade(value))
+        except DecodeError as exc:
+            dead_letters.add(exc.kind, exc.reason, value)
+    return out
+
+
+def decode_tickers(
+    items: Iterable[tuple[bytes, int]], dead_letters: DeadLetters
+) -> list[TickerUpdate]:
+    """Decode ``(value, fallback_time_ms)`` pairs; bad payloads go to ``dead_letters``."""
+    out: list[TickerUpdate] = []
+    for value, fallback in items:
+        try:
+            out.append(decode_ticker(value, fallback))
+        except DecodeError as exc:
+            dead_letters.add(exc.kind, exc.reason, value)
+    return out

@@ -6,7 +6,9 @@ after the timed part, so the figure is the per-message cost, not connection set-
 use the client libraries directly with identical settings (acks=all, linger 5 ms, batch 16 KiB,
 fetch wait 5 ms); the interface adds the x-harness metadata header, sequence numbers, sequence
 tracking and Envelope objects. Throughput is N / best round time (best of rounds because the
-machine is shared); the overhead summary is printed at the end of the run.
+machine is shared); the overhead summary is printed at the end of the run. "raw+meta" is the
+raw loop carrying the same per-message x-harness header built inline: interface vs raw+meta is
+the abstraction's cost, raw vs raw+meta the cost of carrying latency/loss metadata at all.
 
     .venv/bin/pytest benchmarks/test_bench_kafka.py --benchmark-only
 
@@ -16,6 +18,7 @@ machine is shared); the overhead summary is printed at the end of the run.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,11 +35,12 @@ import confluent_kafka
 
 from transports import Publisher, Subscriber, Transport, open_transport
 from transports.embedded_broker import EmbeddedBroker
+from transports.framing import META_HEADER, encode_meta
 from transports.kafka import BOOTSTRAP_ENV
 
 N = 20_000
 PAYLOAD = os.urandom(100).hex().encode()  # 200 bytes
-ROUNDS = 5
+ROUNDS = 7
 RESULTS: dict[str, float] = {}
 
 
@@ -51,12 +55,14 @@ def bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     lines = [f"Kafka produce+consume, N={N} x {len(PAYLOAD)} B (best of {ROUNDS} rounds)"]
     for client in ("kafka-python", "confluent-kafka"):
-        raw, iface = RESULTS.get(f"{client} raw"), RESULTS.get(f"{client} interface")
-        if raw and iface:
-            lines.append(
-                f"  {client}: raw {raw:,.0f} msg/s, interface {iface:,.0f} msg/s, "
-                f"overhead {100 * (1 - iface / raw):.1f} %"
-            )
+        iface = RESULTS.get(f"{client} interface")
+        for variant in ("raw", "raw+meta"):
+            raw = RESULTS.get(f"{client} {variant}")
+            if raw and iface:
+                lines.append(
+                    f"  {client}: {variant} {raw:,.0f} msg/s, interface {iface:,.0f} msg/s, "
+                    f"overhead {100 * (1 - iface / raw):.1f} %"
+                )
     if reporter is not None:
         for line in lines:
             reporter.write_line(line)
@@ -130,7 +136,10 @@ def interface_close(pub: Publisher, sub: Subscriber) -> None:
     sub.close()
 
 
-def test_kafka_python_raw(benchmark: Any, kafka_python: Transport, bootstrap: str) -> None:
+@pytest.mark.parametrize("meta", [False, True], ids=["bare", "meta"])
+def test_kafka_python_raw(
+    benchmark: Any, kafka_python: Transport, bootstrap: str, meta: bool
+) -> None:
     def setup() -> tuple[Any, Any]:
         topic = fresh_topic(kafka_python)
         producer = KafkaProducer(
@@ -143,6 +152,7 @@ def test_kafka_python_raw(benchmark: Any, kafka_python: Transport, bootstrap: st
             max_poll_records=1000,
             group_id=f"bench-{topic}",
         )
+        consumer.partitions_for_topic(topic)  # connect now, as the interface's set-up does
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         consumer.seek_to_beginning(tp)
@@ -151,8 +161,13 @@ def test_kafka_python_raw(benchmark: Any, kafka_python: Transport, bootstrap: st
 
     def move(producer: Any, consumer: Any) -> int:
         send, topic = producer.send, producer.topic
-        for _ in range(N):
-            send(topic, PAYLOAD)
+        if meta:  # the same per-message metadata the interface carries, built inline
+            for seq in range(N):
+                hdr = encode_meta("bench-raw", seq, 0, time.time_ns())
+                send(topic, PAYLOAD, headers=[(META_HEADER, hdr)])
+        else:
+            for _ in range(N):
+                send(topic, PAYLOAD)
         producer.flush(60)
         received = 0
         while received < N:
@@ -164,7 +179,7 @@ def test_kafka_python_raw(benchmark: Any, kafka_python: Transport, bootstrap: st
         producer.close(5)
         consumer.close(autocommit=False)
 
-    run(benchmark, "kafka-python raw", setup, move, close)
+    run(benchmark, f"kafka-python raw{'+meta' if meta else ''}", setup, move, close)
 
 
 def test_kafka_python_interface(benchmark: Any, kafka_python: Transport) -> None:
@@ -184,7 +199,8 @@ class _Raw:
         self.client, self.topic = client, topic
 
 
-def test_confluent_raw(benchmark: Any, confluent: Transport, bootstrap: str) -> None:
+@pytest.mark.parametrize("meta", [False, True], ids=["bare", "meta"])
+def test_confluent_raw(benchmark: Any, confluent: Transport, bootstrap: str, meta: bool) -> None:
     def setup() -> tuple[Any, Any]:
         topic = fresh_topic(confluent)
         producer = confluent_kafka.Producer(
@@ -206,6 +222,7 @@ def test_confluent_raw(benchmark: Any, confluent: Transport, bootstrap: str) -> 
                 "enable.partition.eof": False,
             }
         )
+        consumer.list_topics(topic, timeout=10)  # connect now, as the interface's set-up does
         consumer.assign(
             [confluent_kafka.TopicPartition(topic, 0, confluent_kafka.OFFSET_BEGINNING)]
         )
@@ -213,12 +230,15 @@ def test_confluent_raw(benchmark: Any, confluent: Transport, bootstrap: str) -> 
 
     def move(raw: _Raw, consumer: Any) -> int:
         produce, poll, topic = raw.client.produce, raw.client.poll, raw.topic
-        for _ in range(N):
+        for seq in range(N):
+            headers = (
+                [(META_HEADER, encode_meta("bench-raw", seq, 0, time.time_ns()))] if meta else None
+            )
             try:
-                produce(topic, PAYLOAD)
+                produce(topic, PAYLOAD, headers=headers)
             except BufferError:
                 poll(0.05)
-                produce(topic, PAYLOAD)
+                produce(topic, PAYLOAD, headers=headers)
             poll(0)
         raw.client.flush(60)
         received = 0
@@ -232,7 +252,7 @@ def test_confluent_raw(benchmark: Any, confluent: Transport, bootstrap: str) -> 
         raw.client.close()
         consumer.close()
 
-    run(benchmark, "confluent-kafka raw", setup, move, close)
+    run(benchmark, f"confluent-kafka raw{'+meta' if meta else ''}", setup, move, close)
 
 
 def test_confluent_interface(benchmark: Any, confluent: Transport) -> None:

@@ -39,7 +39,7 @@ from transports.base import (
     TransportError,
     TransportOptionError,
 )
-from transports.framing import META_HEADER, encode_meta
+from transports.framing import _META, META_HEADER, encode_meta
 from transports.kafka import (
     CONNECT_TIMEOUT_S,
     RECORD_OVERHEAD_BYTES,
@@ -48,6 +48,8 @@ from transports.kafka import (
 )
 
 log = logging.getLogger("transports.kafka_confluent")
+META_SIZE = _META.size  # fast-path decode of the x-harness header (framing.decode_meta inlined)
+unpack_meta = _META.unpack_from
 _librdkafka_log = logging.getLogger("transports.kafka_confluent.librdkafka")
 
 
@@ -373,13 +375,32 @@ class ConfluentSubscriber(Subscriber):
                     raise TransportError(f"kafka consumer on {self._t.bootstrap}: {err.str()}")
                 log.warning("kafka consumer: %s", err.str())
                 continue
-            topic, part, offset = m.topic(), m.partition(), m.offset()
-            env = decode_record(
-                topic, part, offset, m.key(), m.value(), m.headers(), now, max_bytes, reject
+            topic, part, offset, value, hdrs = (
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                m.value(),
+                m.headers(),
             )
+            pending[(topic, part)] = offset + 1
+            if hdrs and len(hdrs) == 1 and hdrs[0][0] == META_HEADER and value is not None:
+                raw_meta = hdrs[0][1]
+                if len(raw_meta) >= META_SIZE and len(value) <= max_bytes:  # fast path
+                    seq, ev, pub = unpack_meta(raw_meta)
+                    try:
+                        pid = raw_meta[META_SIZE:].decode()
+                    except UnicodeDecodeError:
+                        pass  # the slow path below rejects it with a reason
+                    else:
+                        append(
+                            Envelope(
+                                topic, value, m.key(), (), pid, seq, ev, pub, part, offset, now
+                            )
+                        )
+                        continue
+            env = decode_record(topic, part, offset, m.key(), value, hdrs, now, max_bytes, reject)
             if env is not None:
                 append(env)
-            pending[(topic, part)] = offset + 1
         return self._accept(out)
 
     def commit(self, positions: Positions | None = None) -> None:

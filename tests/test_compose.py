@@ -1,0 +1,347 @@
+"""The compose files, checked without Docker: parsed, validated against the real CLI, then run.
+
+Static checks go through ``harness.compose_check`` (the real ``harness`` argparse parser and each
+command's ``Setting`` declarations, so a renamed flag or environment variable fails here). The
+run test starts every application service's command as a local process, host names mapped to
+127.0.0.1 and ports to free ones, and reads the HDF5 files the processors wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import pytest
+
+from harness.cli import build_parser
+from harness.compose_check import (
+    ComposeError,
+    Project,
+    interpolate,
+    is_harness_service,
+    load_project,
+    local_command,
+    problems,
+    start_order,
+    url_endpoints,
+)
+from producers.binance.topics import TOPIC_BY_EVENT, event_for_stream_type
+from transports.embedded_broker import EmbeddedBroker, free_tcp_port
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "compose"
+PROJECTS = {
+    "zmq": (COMPOSE / "zmq.yml",),
+    "kafka": (COMPOSE / "kafka.yml",),
+    "kafka-cluster": (COMPOSE / "kafka.yml", COMPOSE / "kafka-cluster.yml"),
+}
+APP_SERVICES = ("binance-producer", "twitter-producer", "candles-processor", "sentiment-processor")
+#: No .env of a developer's machine leaks into what the tests see.
+CLEAN_ENV: dict[str, str] = {}
+
+
+def project(key: str, **env: str) -> Project:
+    return load_project(*PROJECTS[key], env={**CLEAN_ENV, **env})
+
+
+@pytest.fixture(scope="module")
+def parser() -> argparse.ArgumentParser:
+    return build_parser()
+
+
+# ------------------------------------------------------------------------- static checks
+
+
+@pytest.mark.parametrize("key", sorted(PROJECTS))
+def test_compose_project_has_no_problems(key: str, parser: argparse.ArgumentParser) -> None:
+    """Images/builds, commands vs the real parser, HARNESS_* vs settings, volumes, env files,
+    depends_on targets and conditions, acyclic start order."""
+    assert problems(project(key), parser) == []
+
+
+@pytest.mark.parametrize("key", sorted(PROJECTS))
+def test_every_application_service_is_present_and_uses_the_one_image(key: str) -> None:
+    services = project(key).services
+    for name in (*APP_SERVICES, "bench"):
+        assert is_harness_service(services[name]), name
+        assert "container_name" not in services[name], f"{name} could not be scaled"
+    images = {services[n]["image"] for n in (*APP_SERVICES, "bench")}
+    assert len(images) == 1
+    # Jupyter: the same Dockerfile, one stage further (the app image plus JupyterLab).
+    assert services["jupyter"]["build"]["target"] == "jupyter"
+    assert {services[n]["build"]["context"] for n in (*APP_SERVICES, "bench", "jupyter")} == {".."}
+    assert {tuple(services[n]["profiles"]) for n in ("bench", "jupyter")} == {("bench",),
+                                                                             ("jupyter",)}
+    assert all("profiles" not in services[n] for n in APP_SERVICES)
+
+
+def test_only_the_transport_differs_between_kafka_and_zmq() -> None:
+    kafka, zmq = project("kafka").services, project("zmq").services
+    ignored = {"depends_on", "expose"}
+    for name in (*APP_SERVICES, "bench", "jupyter"):
+        a = {k: v for k, v in kafka[name].items() if k not in ignored}
+        b = {k: v for k, v in zmq[name].items() if k not in ignored}
+        env_a, env_b = a.pop("environment", {}) or {}, b.pop("environment", {}) or {}
+        assert a == b, name
+        transport_keys = {"HARNESS_TRANSPORT", "HARNESS_KAFKA_BOOTSTRAP"}
+        assert {k: v for k, v in env_a.items() if k not in transport_keys} == \
+            {k: v for k, v in env_b.items() if k not in transport_keys}, name
+    assert kafka["candles-processor"]["environment"]["HARNESS_TRANSPORT"].startswith("kafka://")
+    assert zmq["candles-processor"]["environment"]["HARNESS_TRANSPORT"].startswith("zmq+tcp://")
+
+
+def test_zeromq_links_pair_one_binding_producer_with_its_processor() -> None:
+    env = {n: s["environment"]["HARNESS_TRANSPORT"] for n, s in project("zmq").services.items()
+           if n in APP_SERVICES}
+    assert env["binance-producer"].startswith("zmq+tcp://0.0.0.0:5555?")
+    assert env["candles-processor"].startswith("zmq+tcp://binance-producer:5555?")
+    assert env["twitter-producer"].startswith("zmq+tcp://0.0.0.0:5556?")
+    assert env["sentiment-processor"].startswith("zmq+tcp://twitter-producer:5556?")
+    for url in env.values():  # PUSH/PULL, producer binds: --scale load-balances processors
+        assert "pattern=pushpull" in url and "bind=publisher" in url
+    assert "kafka" not in project("zmq").services
+
+
+def test_source_defaults_to_live_with_one_variable_fallback(
+        parser: argparse.ArgumentParser) -> None:
+    from harness.compose_check import settings_of
+    from harness.settings import resolve
+
+    def sources(**env: str) -> dict[str, str]:
+        out = {}
+        for name in ("binance-producer", "twitter-producer"):
+            service = project("kafka", **env).services[name]
+            args = parser.parse_args(service["command"])
+            out[name] = resolve(args, settings_of(args), service["environment"])["source"]
+        return out
+
+    assert set(sources().values()) == {"live"}
+    assert set(sources(HARNESS_SOURCE="synthetic").values()) == {"synthetic"}
+    assert set(sources(HARNESS_SOURCE="replay").values()) == {"replay"}
+    assert sources(TWITTER_SOURCE="synthetic") == {"binance-producer": "live",
+                                                   "twitter-producer": "synthetic"}
+
+
+def test_kafka_broker_is_pinned_healthchecked_and_topics_cover_what_producers_publish() -> None:
+    services = project("kafka").services
+    broker = services["kafka"]
+    assert re.fullmatch(r"apache/kafka:\d+\.\d+\.\d+", broker["image"])
+    assert broker["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    assert "kafka-broker-api-versions" in " ".join(broker["healthcheck"]["test"])
+    topics_service = services["kafka-topics"]
+    assert topics_service["restart"] == "no"
+    created = set(topics_service["environment"]["TOPICS"].split())
+    producer = services["binance-producer"]["command"]
+    streams = producer[producer.index("--streams") + 1].split(",")
+    published = {TOPIC_BY_EVENT[event_for_stream_type(s)] for s in streams}
+    from producers.twitter.service import TOPIC as TWITTER_TOPIC
+
+    assert published | {TWITTER_TOPIC} <= created
+    for name in APP_SERVICES:
+        deps = services[name]["depends_on"]
+        assert deps["kafka"]["condition"] == "service_healthy"
+        assert deps["kafka-topics"]["condition"] == "service_completed_successfully"
+    assert int(topics_service["environment"]["PARTITIONS"]) == 4
+    assert "partitions=4" in services["binance-producer"]["environment"]["HARNESS_TRANSPORT"]
+
+
+def test_cluster_override_runs_three_brokers_with_replication_factor_three() -> None:
+    services = project("kafka-cluster").services
+    brokers = [n for n, s in services.items() if str(s.get("image", "")).startswith(
+        "apache/kafka:") and n != "kafka-topics"]
+    assert sorted(brokers) == ["kafka", "kafka-2", "kafka-3"]
+    assert len({services[b]["image"] for b in brokers} | {services["kafka-topics"]["image"]}) == 1
+    ids = {services[b]["environment"]["KAFKA_NODE_ID"] for b in brokers}
+    assert ids == {"1", "2", "3"}
+    for b in brokers:
+        env = services[b]["environment"]
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].count("@") == 3
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert services[b]["healthcheck"]
+    assert services["kafka-topics"]["environment"]["REPLICATION"] == "3"
+    for name in APP_SERVICES:
+        url = services[name]["environment"]["HARNESS_TRANSPORT"]
+        assert "replication=3" in url and url.count(":9092") == 3
+        assert {"kafka", "kafka-2", "kafka-3"} <= set(services[name]["depends_on"])
+
+
+def test_secrets_only_come_from_the_git_ignored_env_file() -> None:
+    for path in COMPOSE.glob("*.yml"):
+        assert "TWITTER_BEARER_TOKEN:" not in path.read_text(), path
+    ignored = subprocess.run(["git", "check-ignore", "-q", "compose/.env"], cwd=ROOT)
+    assert ignored.returncode == 0, "compose/.env must be git-ignored"
+    example = (COMPOSE / ".env.example").read_text()
+    assert re.search(r"^TWITTER_BEARER_TOKEN=$", example, re.M)
+    for name in APP_SERVICES:
+        env_files = project("kafka").services[name]["env_file"]
+        assert env_files == [{"path": ".env", "required": False}]
+
+
+def test_dockerfile_builds_one_non_root_harness_image() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim AS app$", text, re.M)
+    assert "pip install --no-deps ." in text
+    assert re.search(r"^USER harness$", text, re.M)
+    assert 'ENTRYPOINT ["harness"]' in text
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", "compose/.env", ".venv", "output", "results"} <= set(ignored)
+    for package in ("harness", "transports", "producers", "processors", "sinks", "emulators"):
+        assert f"COPY {package} ./{package}" in text
+
+
+# ------------------------------------------------------------------ the validator itself
+
+
+def test_interpolation_follows_compose_rules() -> None:
+    env = {"A": "a", "EMPTY": ""}
+    assert interpolate("${A}-${MISSING:-d}-${EMPTY:-e}-${EMPTY-f}", env) == "a-d-e-"
+    assert interpolate("${X:-${Y:-${A}}}", env) == "a"
+    assert interpolate("$$HOME and $$x", env) == "$HOME and $x"
+    with pytest.raises(ComposeError, match="required"):
+        interpolate("${MISSING:?set it}", env)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_validator_catches_renamed_flags_unknown_settings_and_cycles(
+        tmp_path: Path, parser: argparse.ArgumentParser) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim AS app\n")
+    compose = write(tmp_path / "c.yml", """
+        services:
+          base:
+            build: {context: ., target: app}
+            image: dual-transport-harness:t
+            command: [broker]
+          a:
+            extends: {service: base}
+            command: [produce, binance, --no-such-flag, "1"]
+            depends_on: [b]
+          b:
+            extends: {service: base}
+            command: [produce, binance]
+            environment: {HARNESS_NOT_A_SETTING: "1", HARNESS_SOURCE: moon}
+            depends_on: {a: {condition: service_healthy}}
+          c:
+            image: busybox
+            volumes: ["./missing:/data"]
+            env_file: [.env]
+    """)
+    found = "\n".join(problems(load_project(compose, env={}), parser))
+    assert "a: command" in found and "--no-such-flag" in found
+    assert "HARNESS_NOT_A_SETTING is not a setting" in found
+    assert "HARNESS_SOURCE='moon'" in found
+    assert "b: waits for a healthy but a has no healthcheck" in found
+    assert "depends_on cycle" in found
+    assert "c: image 'busybox' is not pinned" in found
+    assert "bind source ./missing" in found
+    assert "env_file" in found and "required but missing" in found
+
+
+def test_extends_merges_environment_and_never_inherits_depends_on(tmp_path: Path) -> None:
+    write(tmp_path / "base.yml", """
+        services:
+          app:
+            image: x:1
+            environment: {A: "1", B: "2"}
+            volumes: ["./o:/out", "./r:/rec"]
+            depends_on: [db]
+    """)
+    top = write(tmp_path / "top.yml", """
+        services:
+          svc:
+            extends: {file: base.yml, service: app}
+            environment: [B=3, C=4]
+            volumes: ["./other:/out"]
+    """)
+    svc = load_project(top, env={}).services["svc"]
+    assert svc["environment"] == {"A": "1", "B": "3", "C": "4"}
+    assert sorted(svc["volumes"]) == ["./other:/out", "./r:/rec"]
+    assert "depends_on" not in svc
+
+
+# -------------------------------------------------------------------------------- run them
+
+
+def _h5_rows(path: Path, prefix: str) -> dict[str, int]:
+    with h5py.File(path, "r") as f:
+        return {name: int(f[name].shape[0]) for name in f if name.startswith(prefix)
+                and isinstance(f[name], h5py.Dataset)}
+
+
+def _run_project(key: str, tmp_path: Path, bootstrap: str | None) -> dict[str, Any]:
+    """Start the application services of ``key`` locally; return their logs and outputs."""
+    proj = project(key, HARNESS_SOURCE="synthetic", BINANCE_SYNTHETIC_RATE="100",
+                   TWITTER_SYNTHETIC_RATE="20")
+    endpoints: dict[str, str] = {}
+    ports: dict[str, int] = {}
+    for endpoint in url_endpoints(proj):
+        host, port = endpoint.rsplit(":", 1)
+        if host in ("kafka", "kafka-2", "kafka-3"):
+            assert bootstrap is not None
+            endpoints[endpoint] = bootstrap
+        else:
+            local_port = ports.setdefault(port, free_tcp_port())
+            endpoints[endpoint] = f"127.0.0.1:{local_port}"
+    out = tmp_path / key
+    (out / "dead-letters").mkdir(parents=True)
+    paths = {"/output": out, "/recordings": tmp_path / "recordings", "/results": tmp_path}
+    order = [n for n in start_order(proj) if n in APP_SERVICES]
+    # Consumers first (a Kafka group join takes ~3 s on Tansu), then the producers.
+    waves = [[n for n in order if n.endswith("processor")],
+             [n for n in order if not n.endswith("processor")]]
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs: dict[str, Path] = {}
+    try:
+        for wave, duration in zip(waves, ("18", "7"), strict=True):
+            for name in wave:
+                argv, env = local_command(proj.services[name], endpoints, paths)
+                env.setdefault("HARNESS_DURATION", duration)
+                logs[name] = out / f"{name}.log"
+                with logs[name].open("wb") as log:
+                    procs[name] = subprocess.Popen(
+                        [sys.executable, "-m", "harness.cli", *argv],
+                        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                        cwd=out)
+            time.sleep(3.0 if bootstrap else 0.5)
+        codes = {name: proc.wait(timeout=90) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return {"codes": codes, "logs": {n: p.read_text(errors="replace") for n, p in logs.items()},
+            "out": out}
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+@pytest.mark.parametrize("key", ["zmq", "kafka"])
+def test_compose_services_run_the_pipeline_as_local_processes(key: str, tmp_path: Path) -> None:
+    """Each application service's exact command and environment, run locally, produces candles
+    and sentiment rows in the HDF5 files the compose file says it writes."""
+    if key == "kafka":
+        # A private broker: the compose topic names are fixed (binance.trade, ...) and other
+        # tests on the session broker must neither see these records nor feed this group.
+        with EmbeddedBroker() as broker:
+            result = _run_project(key, tmp_path, broker.bootstrap)
+    else:
+        result = _run_project(key, tmp_path, None)
+    detail = "\n".join(f"--- {n} (exit {result['codes'][n]})\n{log[-3000:]}"
+                       for n, log in result["logs"].items())
+    assert set(result["codes"].values()) == {0}, detail
+    market = _h5_rows(result["out"] / "market.h5", "candles_")
+    assert market and all(rows > 0 for rows in market.values()), (market, detail)
+    assert _h5_rows(result["out"] / "market.h5", "trades").get("trades", 0) > 0
+    sentiment = _h5_rows(result["out"] / "sentiment.h5", "")
+    assert sentiment.get("tweets", 0) > 0, (sentiment, detail)

@@ -48,6 +48,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,7 +89,21 @@ DEFAULT_CHUNK_ROWS = 8192
 #: Chunks of wide rows (dead letters, tweets) are capped near this size; HDF5's default chunk
 #: cache is 1 MiB per dataset and a chunk that does not fit is re-read on every partial write.
 TARGET_CHUNK_BYTES = 512 * 1024
+#: No raw-data chunk cache: every flush writes its chunks straight through. With a cache, a failed
+#: write (disk full) leaves dirty chunks that HDF5 2.0 can neither flush nor drop, and closing the
+#: file then crashes the process (segfault at exit); measured cost: see benchmarks/test_bench_hdf5.
+RAW_CHUNK_CACHE_BYTES = 0
 GZIP_LEVEL = 1  # level 1 compresses padding nearly as well as 9 at a fraction of the CPU
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an HDF5/OS error: HDF5 wraps errno in a long multi-line report."""
+    text = str(exc)
+    message = re.search(r"error message = '([^']*)'", text)
+    errno = re.search(r"errno = (\d+)", text)
+    if message:
+        return f"{message.group(1)}" + (f" (errno {errno.group(1)})" if errno else "")
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class SinkError(UserError):
@@ -259,7 +274,7 @@ class Hdf5Sink:
         except Exception as exc:
             self._failed = exc
             raise SinkError(
-                f"writing {self.path} failed ({type(exc).__name__}: {exc}); nothing after "
+                f"writing {self.path} failed ({describe_error(exc)}); nothing after "
                 f"checkpoint {self._seq} is flushed; restart and resume from the file"
             ) from exc
         self.positions = merged
@@ -382,7 +397,8 @@ class Hdf5Sink:
             raise SinkClosedError(f"{self.path}: sink is closed")
         if self._failed is not None:
             raise SinkError(
-                f"{self.path}: an earlier write failed ({self._failed}); restart and resume"
+                f"{self.path}: an earlier write failed ({describe_error(self._failed)}); "
+                "restart and resume"
             )
 
     # --------------------------------------------------------------------------- open / create
@@ -417,7 +433,7 @@ class Hdf5Sink:
         """
         tmp = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         try:
-            f = h5py.File(tmp, "w", libver="latest")
+            f = h5py.File(tmp, "w", libver="latest", rdcc_nbytes=RAW_CHUNK_CACHE_BYTES)
         except OSError as exc:
             raise SinkError(f"cannot create output file {self.path}: {exc}") from exc
         try:
@@ -463,11 +479,21 @@ class Hdf5Sink:
     def _reopen(self) -> h5py.File:
         """Cut the existing file back to its last checkpoint and continue writing it."""
         try:
-            if left_open_by_writer(self.path):
+            rebuilt = left_open_by_writer(self.path)
+            if rebuilt:
                 self.dropped_on_resume = rebuild_from_checkpoint(self.path)
-            f = h5py.File(self.path, "r+", libver="latest")
-        except OSError as exc:
-            raise SinkError(f"cannot reopen {self.path} for resume: {exc}") from exc
+            try:
+                f = self._open_writable()
+            except OSError as exc:
+                if rebuilt:
+                    raise
+                # e.g. a write failed on a full disk: the superblock records an end of file
+                # past the real one; SWMR readers still see the last checkpoint, so copy it
+                log.warning("%s: not writable (%s); rebuilding", self.path, describe_error(exc))
+                self.dropped_on_resume = rebuild_from_checkpoint(self.path)
+                f = self._open_writable()
+        except (OSError, KeyError) as exc:
+            raise SinkError(f"cannot reopen {self.path} for resume: {describe_error(exc)}") from exc
         try:
             self._check_schema(f)
             checkpoint, dropped = truncate_in_place(f)
@@ -497,6 +523,9 @@ class Hdf5Sink:
                 self.dropped_on_resume,
             )
         return f
+
+    def _open_writable(self) -> h5py.File:
+        return h5py.File(self.path, "r+", libver="latest", rdcc_nbytes=RAW_CHUNK_CACHE_BYTES)
 
     def _check_schema(self, f: h5py.File) -> None:
         stored = checkpoint_tables(f)

@@ -35,6 +35,13 @@ whose bytes are zero or partial: its CRC fails and it is ignored; (c) the superb
 ``swmr=True`` and resume rebuilds the file (see ``sinks.hdf5_recovery``). Tested by killing a
 writer process at random moments (tests/test_hdf5_crash.py). Power loss needs ``fsync=True``.
 
+Limits: one writer per file (an flock on ``<file>.lock`` enforces it), so scale out with one file
+per processor instance and ``assign()`` of fixed partitions. Under consumer-group rebalancing a
+partition can move to an instance whose file has no position for it; it then starts from the
+committed offset, which is exactly-once except for rows flushed but not yet committed when the old
+owner died (at-least-once for that window). The state log stores the whole state whenever it
+changes, so keep it to what is open (windows), not history.
+
 **ZeroMQ** cannot replay, so there are no positions: gaps found from sequence numbers go to the
 ``gaps`` table (exact counts), bad frames to ``dead_letters``, late events to ``late_events``.
 

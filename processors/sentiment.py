@@ -10,7 +10,11 @@ The analyzer is nltk's ``SentimentIntensityAnalyzer`` with the lexicon file ship
 lexicon paths, so the file's folder goes first on ``nltk.data.path`` and the file is named
 relatively). nltk's port skips vaderSentiment's emoji step, so emoji are first replaced by
 their descriptions from the package's ``emoji_utf8_lexicon.txt``, as vaderSentiment does; with
-that, compound scores equal vaderSentiment's (tests/test_sentiment.py measures it).
+that, compound scores equal vaderSentiment's (tests/test_sentiment.py measures it) except
+where "no" precedes a rated word: nltk's port predates vaderSentiment 3.3's "no" rules, so
+"no good news" scores +0.18 in nltk and -0.34 in vaderSentiment, "No problem at all" -0.60 vs
++0.31. vaderSentiment is right on those and ~2x faster; ``engine="vadersentiment"`` selects it.
+neg/neu/pos differ by up to ~0.06 between the two (different normalisation).
 
 Aggregates per coin per window (count, mean compound, share positive ``compound >= 0.05``,
 share negative ``<= -0.05``, VADER's own thresholds) use the same windowing core as candles:
@@ -25,13 +29,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import nltk
 import numpy as np
 import orjson
 import vaderSentiment
 from nltk.sentiment.vader import SentimentIntensityAnalyzer
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer as VaderSentimentAnalyzer
 
 from harness.dead_letters import DeadLetters
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
@@ -194,17 +199,31 @@ class ScoredTweet(NamedTuple):
 
 
 class TweetScorer:
-    """VADER on the raw text + preprocessing + coin tags for one tweet."""
+    """VADER on the raw text + preprocessing + coin tags for one tweet.
+
+    ``engine``: ``"nltk"`` (the issue's choice, default) or ``"vadersentiment"`` (see the
+    module docstring for how they differ).
+    """
 
     def __init__(
-        self, preprocess: TweetPreprocessor | None = None, tagger: CoinTagger | None = None
+        self,
+        preprocess: TweetPreprocessor | None = None,
+        tagger: CoinTagger | None = None,
+        engine: Literal["nltk", "vadersentiment"] = "nltk",
     ) -> None:
         self.preprocess = preprocess or TweetPreprocessor()
         self.tagger = tagger or CoinTagger()
-        self._vader = vader_analyzer()
+        self.engine = engine
+        if engine == "nltk":
+            analyzer = vader_analyzer()
+            self._score = lambda text: analyzer.polarity_scores(describe_emoji(text))
+        elif engine == "vadersentiment":
+            self._score = VaderSentimentAnalyzer().polarity_scores  # does its own emoji step
+        else:
+            raise ValueError(f"unknown VADER engine {engine!r}; use 'nltk' or 'vadersentiment'")
 
     def polarity(self, text: str) -> dict[str, float]:
-        return self._vader.polarity_scores(describe_emoji(text))
+        return self._score(text)
 
     def score(self, tweet: Tweet) -> ScoredTweet:
         s = self.polarity(tweet.text)

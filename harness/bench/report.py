@@ -81,7 +81,8 @@ def build_tables(run: RunData) -> list[TableData]:
             scenarios.setdefault(str(row["scenario"]), []).append(row)
     for name, rows_in in scenarios.items():
         headers = ["transport", "target msg/s", "sent msg/s", "consumed msg/s", "MB/s",
-                   *[f"{p} ms" for p, _ in PCTS], "lost", "unconsumed", "dup", "max backlog",
+                   *[f"{p} ms" for p, _ in PCTS], "lost", "unconsumed", "not sent", "dup",
+                   "max backlog",
                    "CPU % prod/cons/broker"]
         rows = []
         for r in rows_in:
@@ -92,14 +93,15 @@ def build_tables(run: RunData) -> list[TableData]:
                 str(r["transport"]) + _status(r), target, fmt_int(r.get("pub_rate")),
                 fmt_int(r.get("cons_rate")), f"{float(r.get('cons_mb_s', math.nan)):.2f}",
                 *[fmt_ms(r.get(key)) for _, key in PCTS],
-                fmt_int(r.get("lost")), fmt_int(r.get("unconsumed")),
+                fmt_int(r.get("lost")), fmt_int(r.get("unconsumed")), fmt_int(r.get("not_sent")),
                 fmt_int(r.get("duplicates")), fmt_int(r.get("max_backlog")), cpu,
             ])
         tables.append(TableData(
             f"Scenario {name}", headers, rows,
             "End-to-end latency = receive time - intended send time (open loop); warm-up "
             "discarded. lost = sequence gaps (dropped by the transport); unconsumed = the tail "
-            "still in flight when consumers stopped (kept by Kafka, discarded by ZeroMQ).",
+            "still in flight when consumers stopped (kept by Kafka, discarded by ZeroMQ); "
+            "not sent = scheduled messages a blocked producer never got out before the end.",
         ))
     sweep_rows = [r for r in run.summary if r.get("phase") == "sweep"]
     if sweep_rows:

@@ -434,6 +434,7 @@ def _aggregate(
         "cons_rate": sum(r["consumed"] for r in measured) / window / s.copies,
         "cons_mb_s": sum(r["consumed_bytes"] for r in measured) / window / 1e6 / s.copies,
         "max_backlog": max((r["backlog"] for r in rows), default=0),
+        "not_sent": sum(int(p.final.get("behind", 0)) for p in producers if p.final),
         "publish_errors": sum(sum(p.final.get("errors", {}).values()) for p in producers
                               if p.final),
         "rejected": sum(sum(c.final.get("rejected", {}).values()) for c in consumers if c.final),
@@ -445,7 +446,7 @@ def _aggregate(
     for role, stats in sampler.summary().items():
         summary.update({f"{role}_{k}": v for k, v in stats.items()})
     target = result.target_rate
-    keeps_pace = target <= 0 or summary["pub_rate"] >= 0.95 * target
+    keeps_pace = summary["not_sent"] == 0 and (target <= 0 or summary["pub_rate"] >= 0.95 * target)
     summary["sustainable"] = bool(
         result.status == "ok"
         and summary["lost"] == 0

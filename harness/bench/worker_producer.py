@@ -9,6 +9,7 @@ Run by the runner as ``python -m harness.bench.worker_producer '<json config>'``
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -49,7 +50,7 @@ def run(config: dict[str, Any]) -> None:
     recorder = IntervalRecorder(start_ns)
     next_roll = start_ns + recorder.interval_ns
     errors: dict[str, int] = {}
-    published = published_bytes = 0
+    published = published_bytes = behind = 0
     n_payloads = len(payloads)
     stop = control.stop
     while True:
@@ -63,6 +64,12 @@ def run(config: dict[str, Any]) -> None:
             if wait > SLEEP_THRESHOLD_NS and stop.wait(wait / 1e9):
                 break
         if intended >= end_ns or stop.is_set():
+            break
+        if schedule is not None and time.time_ns() >= end_ns:
+            # Blocked (back-pressure) so long that the run is over: stop sending, but count the
+            # intended messages never sent, so a sender that fell behind is not hidden.
+            behind = 1 + sum(1 for _ in itertools.takewhile(
+                lambda offset: start_ns + offset < end_ns, schedule))
             break
         value = payloads[published % n_payloads]
         try:
@@ -95,6 +102,7 @@ def run(config: dict[str, Any]) -> None:
         published=published,
         bytes=published_bytes,
         errors=errors,
+        behind=behind,
         flush_ms=(time.time_ns() - flush_started) / 1e6,
     )
     publisher.close()

@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -467,6 +470,46 @@ def url_endpoints(project: Project) -> set[str]:
             for match in _URL_HOSTS.finditer(str(value or "")):
                 found.update(h for h in match.group("hosts").split(",") if ":" in h)
     return found
+
+
+def local_endpoints(project: Project, brokers: Mapping[str, str],
+                    free_port: Callable[[], int]) -> dict[str, str]:
+    """Compose ``host:port`` -> local: broker hosts to ``brokers[host]``, the rest to
+    127.0.0.1 with one free port per compose port (binder and connecters agree)."""
+    ports: dict[str, int] = {}
+    out: dict[str, str] = {}
+    for endpoint in sorted(url_endpoints(project)):
+        host, port = endpoint.rsplit(":", 1)
+        if host in brokers:
+            out[endpoint] = brokers[host]
+        else:
+            out[endpoint] = f"127.0.0.1:{ports.setdefault(port, free_port())}"
+    return out
+
+
+def run_locally(project: Project, waves: Sequence[tuple[Sequence[str], float]],
+                endpoints: Mapping[str, str], paths: Mapping[str, Path], log_dir: Path,
+                settle_s: float = 1.0, timeout_s: float = 120.0) -> dict[str, int]:
+    """Start services wave by wave (each wave with its ``HARNESS_DURATION`` unless the service
+    sets one), ``settle_s`` apart; wait for all; return exit codes. Logs: log_dir/<name>.log."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for names, duration in waves:
+            for name in names:
+                argv, env = local_command(project.services[name], endpoints, paths)
+                env.setdefault("HARNESS_DURATION", f"{duration:g}")
+                with (log_dir / f"{name}.log").open("wb") as log:
+                    procs[name] = subprocess.Popen(
+                        [sys.executable, "-m", "harness.cli", *argv],
+                        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                        cwd=log_dir)
+            time.sleep(settle_s)
+        return {name: proc.wait(timeout=timeout_s) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def main(argv: Iterable[str] | None = None) -> int:

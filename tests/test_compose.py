@@ -9,12 +9,9 @@ run test starts every application service's command as a local process, host nam
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +25,9 @@ from harness.compose_check import (
     interpolate,
     is_harness_service,
     load_project,
-    local_command,
+    local_endpoints,
     problems,
-    start_order,
-    url_endpoints,
+    run_locally,
 )
 from producers.binance.topics import TOPIC_BY_EVENT, event_for_stream_type
 from transports.embedded_broker import EmbeddedBroker, free_tcp_port
@@ -279,49 +275,23 @@ def _h5_rows(path: Path, prefix: str) -> dict[str, int]:
                 and isinstance(f[name], h5py.Dataset)}
 
 
-def _run_project(key: str, tmp_path: Path, bootstrap: str | None) -> dict[str, Any]:
-    """Start the application services of ``key`` locally; return their logs and outputs."""
+def run_project(key: str, out: Path, bootstrap: str | None) -> dict[str, Any]:
+    """Start the application services of ``key`` locally on synthetic data; logs + exit codes.
+
+    Consumers start first (a Kafka group join takes ~3 s on Tansu) and outlive the producers.
+    """
     proj = project(key, HARNESS_SOURCE="synthetic", BINANCE_SYNTHETIC_RATE="100",
                    TWITTER_SYNTHETIC_RATE="20")
-    endpoints: dict[str, str] = {}
-    ports: dict[str, int] = {}
-    for endpoint in url_endpoints(proj):
-        host, port = endpoint.rsplit(":", 1)
-        if host in ("kafka", "kafka-2", "kafka-3"):
-            assert bootstrap is not None
-            endpoints[endpoint] = bootstrap
-        else:
-            local_port = ports.setdefault(port, free_tcp_port())
-            endpoints[endpoint] = f"127.0.0.1:{local_port}"
-    out = tmp_path / key
-    (out / "dead-letters").mkdir(parents=True)
-    paths = {"/output": out, "/recordings": tmp_path / "recordings", "/results": tmp_path}
-    order = [n for n in start_order(proj) if n in APP_SERVICES]
-    # Consumers first (a Kafka group join takes ~3 s on Tansu), then the producers.
-    waves = [[n for n in order if n.endswith("processor")],
-             [n for n in order if not n.endswith("processor")]]
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    logs: dict[str, Path] = {}
-    try:
-        for wave, duration in zip(waves, ("18", "7"), strict=True):
-            for name in wave:
-                argv, env = local_command(proj.services[name], endpoints, paths)
-                env.setdefault("HARNESS_DURATION", duration)
-                logs[name] = out / f"{name}.log"
-                with logs[name].open("wb") as log:
-                    procs[name] = subprocess.Popen(
-                        [sys.executable, "-m", "harness.cli", *argv],
-                        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                        cwd=out)
-            time.sleep(3.0 if bootstrap else 0.5)
-        codes = {name: proc.wait(timeout=90) for name, proc in procs.items()}
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return {"codes": codes, "logs": {n: p.read_text(errors="replace") for n, p in logs.items()},
-            "out": out}
+    brokers = {h: bootstrap for h in ("kafka", "kafka-2", "kafka-3") if bootstrap}
+    endpoints = local_endpoints(proj, brokers, free_tcp_port)
+    (out / "dead-letters").mkdir(parents=True, exist_ok=True)
+    paths = {"/output": out, "/recordings": out / "recordings", "/results": out}
+    processors = [n for n in APP_SERVICES if n.endswith("processor")]
+    producers = [n for n in APP_SERVICES if n.endswith("producer")]
+    codes = run_locally(proj, [(processors, 18.0), (producers, 7.0)], endpoints, paths, out,
+                        settle_s=3.0 if bootstrap else 0.5)
+    logs = {n: (out / f"{n}.log").read_text(errors="replace") for n in codes}
+    return {"codes": codes, "logs": logs, "out": out}
 
 
 @pytest.mark.slow
@@ -334,9 +304,9 @@ def test_compose_services_run_the_pipeline_as_local_processes(key: str, tmp_path
         # A private broker: the compose topic names are fixed (binance.trade, ...) and other
         # tests on the session broker must neither see these records nor feed this group.
         with EmbeddedBroker() as broker:
-            result = _run_project(key, tmp_path, broker.bootstrap)
+            result = run_project(key, tmp_path, broker.bootstrap)
     else:
-        result = _run_project(key, tmp_path, None)
+        result = run_project(key, tmp_path, None)
     detail = "\n".join(f"--- {n} (exit {result['codes'][n]})\n{log[-3000:]}"
                        for n, log in result["logs"].items())
     assert set(result["codes"].values()) == {0}, detail

@@ -12,6 +12,7 @@ import argparse
 import re
 import subprocess
 import textwrap
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,17 @@ def test_dockerfile_builds_one_non_root_harness_image() -> None:
     assert 'ENTRYPOINT ["harness"]' in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", "compose/.env", ".venv", "output", "results"} <= set(ignored)
-    for package in ("harness", "transports", "producers", "processors", "sinks", "emulators"):
-        assert f"COPY {package} ./{package}" in text
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    for pattern in packages:  # every installed package is in the build context of the image
+        package = pattern.rstrip("*")
+        assert f"COPY {package} ./{package}" in text, package
+    assert (ROOT / pyproject["project"]["readme"]).is_file(), "COPY of the readme would fail"
+    # `pip install .` is not editable: shipped workloads are passed to bench by path.
+    assert "COPY benchmarks/workloads ./benchmarks/workloads" in text
+    bench = project("zmq").services["bench"]["command"]
+    assert bench[1] == "/app/benchmarks/workloads/default.yaml"
+    assert (ROOT / "benchmarks" / "workloads" / "default.yaml").is_file()
 
 
 # ------------------------------------------------------------------ the validator itself

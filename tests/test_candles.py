@@ -305,7 +305,8 @@ trade_streams = st.lists(
         st.sampled_from(["A", "B", "C"]),
         st.integers(0, 200_000),  # event time offset (ms)
         st.floats(0.01, 1_000, allow_nan=False),
-        st.floats(0, 50, allow_nan=False),
+        # Binance's smallest quantity step is 1e-8 (no subnormals: VWAP would round wildly).
+        st.one_of(st.just(0.0), st.floats(1e-8, 50)),
         st.booleans(),
     ),
     max_size=300,

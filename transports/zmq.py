@@ -18,6 +18,10 @@ HWM is the back-pressure point: a full pipe blocks ``publish`` (``send_timeout_m
 endless block into a ``TransportError``; that message's sequence number then shows up as lost).
 ``linger_ms=1000`` bounds how long close() keeps trying to deliver queued messages.
 
+With ``pattern=pubsub&bind=subscriber`` the binding SUB hands its subscriptions to a newly
+connected publisher only while the SUB is being polled (libzmq issue #2267), so a publisher's
+``wait_subscribers`` succeeds only if the subscriber process is already polling.
+
 Receiving: PUB/SUB filters in libzmq by the prefix ``topic + b"\\0"``; PUSH/PULL cannot filter,
 so a frame for a topic this subscriber did not ask for is a valid frame for another consumer: it
 is counted in ``skipped_other_topics``, not rejected. Frames that are not envelopes (foreign
@@ -262,6 +266,8 @@ class ZmqTransport(Transport):
             sock.sndbuf = opts["sndbuf"]
         if opts["rcvbuf"]:
             sock.rcvbuf = opts["rcvbuf"]
+        if socket_type == zmq.XPUB:
+            sock.xpub_verbose = True  # see every subscriber's subscription, not just the first
         domain = None
         try:
             if self.curve is not None:
@@ -291,8 +297,6 @@ class ZmqTransport(Transport):
         binds = self.options["bind"] == "publisher"
         sock_type = zmq.XPUB if self.pattern == "pubsub" else zmq.PUSH
         sock, domain = self._socket(sock_type, binds)
-        if sock_type == zmq.XPUB:
-            sock.xpub_verbose = True  # see every subscriber's subscription, not just the first
         return ZmqPublisher(self, sock, domain, producer_id)
 
     def subscriber(
@@ -307,12 +311,13 @@ class ZmqTransport(Transport):
             raise TransportError("subscribe to at least one topic")
         if isinstance(start, Mapping):
             raise TransportError("ZeroMQ cannot replay; start from stored positions is impossible")
+        prefixes = [_topic_prefix(topic) for topic in topics]  # validate before any socket
         binds = self.options["bind"] == "subscriber"
         sock_type = zmq.SUB if self.pattern == "pubsub" else zmq.PULL
         sock, domain = self._socket(sock_type, binds)
         if sock_type == zmq.SUB:
-            for topic in topics:
-                sock.subscribe(_topic_prefix(topic))
+            for prefix in prefixes:
+                sock.subscribe(prefix)
         return ZmqSubscriber(self, sock, domain, list(topics))
 
     def close(self) -> None:

@@ -1,0 +1,353 @@
+"""ZeroMQ backend beyond the shared contract: bind roles, load balancing, fan-out, exact drop
+accounting, back-pressure and hostile input. Real sockets on random free ports; every test owns
+its context and terminates it with a bound, so a leaked socket fails the test instead of hanging.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from transports import Envelope, Subscriber, TransportClosedError, TransportError, open_transport
+from transports.embedded_broker import free_tcp_port
+from transports.framing import encode_frame
+from transports.sequence import SequenceTracker
+from transports.zmq import OPTIONS, ZmqTransport
+
+TERM_TIMEOUT_S = 5.0
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context[Any]]:
+    context: zmq.Context[Any] = zmq.Context()
+    yield context
+    closer = threading.Thread(target=context.term, daemon=True)
+    closer.start()
+    closer.join(TERM_TIMEOUT_S)
+    if closer.is_alive():
+        leaked = list(context._sockets)  # private, but the only list of open sockets pyzmq keeps
+        for sock in leaked:
+            sock.close(linger=0)
+        closer.join(TERM_TIMEOUT_S)
+        pytest.fail(f"zmq context did not terminate: {len(leaked)} socket(s) left open")
+
+
+def tcp_url(options: str = "") -> str:
+    return f"zmq+tcp://127.0.0.1:{free_tcp_port()}?linger_ms=0&{options}"
+
+
+def receive(sub: Subscriber, count: int, timeout: float = 20.0) -> list[Envelope]:
+    got: list[Envelope] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        got.extend(sub.poll(max_messages=500, timeout=0.1))
+    return got
+
+
+def quiet(sub: Subscriber, seconds: float = 0.5) -> list[Envelope]:
+    got: list[Envelope] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got.extend(sub.poll(max_messages=500, timeout=0.05))
+    return got
+
+
+def urls(tmp_path: Path) -> dict[str, str]:
+    return {
+        "tcp": tcp_url(),
+        "ipc": f"zmq+ipc://{tmp_path}/rt.sock?linger_ms=0",
+        "inproc": f"zmq+inproc://rt-{uuid.uuid4().hex}?linger_ms=0",
+    }
+
+
+@pytest.mark.parametrize("pattern", ["pushpull", "pubsub"])
+@pytest.mark.parametrize("kind", ["tcp", "ipc", "inproc"])
+def test_round_trip_keeps_key_headers_and_metadata(
+    ctx: zmq.Context[Any], tmp_path: Path, kind: str, pattern: str
+) -> None:
+    url = urls(tmp_path)[kind] + f"&pattern={pattern}"
+    if pattern == "pubsub":
+        url += "&wait_subscribers=1"
+    with ZmqTransport(url, context=ctx) as transport:
+        assert transport.identity.startswith(f"pyzmq {zmq.__version__} / libzmq")
+        assert transport.identity.endswith(f"{pattern} {kind}")
+        with transport.publisher("p1") as pub, transport.subscriber(["trades"]) as sub:
+            pub.publish("trades", b"v", key=b"BTCUSDT", headers=(("h", b"1"),), event_time_ns=7)
+            pub.publish("trades", b"")
+            got = receive(sub, 2)
+    assert [(e.value, e.key, e.headers, e.seq) for e in got] == [
+        (b"v", b"BTCUSDT", (("h", b"1"),), 0),
+        (b"", None, (), 1),
+    ]
+    assert got[0].producer_id == "p1" and got[0].event_time_ns == 7
+    assert got[0].publish_time_ns <= got[0].receive_time_ns
+
+
+def test_capabilities_follow_the_pattern(ctx: zmq.Context[Any]) -> None:
+    with ZmqTransport(tcp_url("pattern=pushpull"), context=ctx) as t:
+        caps = t.capabilities
+        assert caps.load_balanced and caps.ordered_per_key and not caps.fan_out
+        assert not (caps.durable or caps.replayable or caps.drops_when_slow)
+    with ZmqTransport(tcp_url("pattern=pubsub"), context=ctx) as t:
+        caps = t.capabilities
+        assert caps.fan_out and caps.drops_when_slow and not caps.load_balanced
+
+
+def test_pushpull_load_balances_over_two_pullers_without_loss_or_duplicates(
+    ctx: zmq.Context[Any],
+) -> None:
+    with (
+        ZmqTransport(tcp_url(), context=ctx) as transport,
+        transport.publisher("lb") as pub,
+        transport.subscriber(["t"]) as a,
+        transport.subscriber(["t"]) as b,
+    ):
+        quiet(a, 0.2), quiet(b, 0.2)  # both connections up before the first send
+        for i in range(2000):
+            pub.publish("t", b"%d" % i)
+        got_a: list[Envelope] = []
+        got_b: list[Envelope] = []
+        deadline = time.monotonic() + 20
+        while len(got_a) + len(got_b) < 2000 and time.monotonic() < deadline:
+            got_a += a.poll(timeout=0.05)
+            got_b += b.poll(timeout=0.05)
+    assert got_a and got_b, "both pullers should get work"
+    seqs = [e.seq for e in got_a + got_b]
+    assert sorted(seqs) == list(range(2000))
+    merged = SequenceTracker()
+    merged.merge(a.stats.sequence)
+    merged.merge(b.stats.sequence)
+    report = merged.report()
+    assert (report.lost, report.duplicates, report.received) == (0, 0, 2000)
+
+
+def test_pubsub_fans_out_and_filters_topics(ctx: zmq.Context[Any]) -> None:
+    with (
+        ZmqTransport(tcp_url("pattern=pubsub"), context=ctx) as transport,
+        transport.publisher("fan") as pub,
+        transport.subscriber(["t1"]) as only_t1,
+        transport.subscriber(["t1", "t2"]) as both,
+    ):
+        deadline = time.monotonic() + 10
+        while pub.subscribers_for("t1") < 2 and time.monotonic() < deadline:
+            pub.flush()  # reads the XPUB subscription messages
+        assert pub.subscribers_for("t1") == 2 and pub.subscribers_for("t2") == 1
+        assert pub.subscribers_for("t10") == 0, "t1's prefix must not match t10"
+        for i in range(100):
+            for topic in ("t1", "t2", "t10"):
+                pub.publish(topic, b"%d" % i)
+        got_t1 = receive(only_t1, 100) + quiet(only_t1, 0.3)
+        got_both = receive(both, 200) + quiet(both, 0.3)
+    assert [e.seq for e in got_t1] == list(range(100))
+    assert {e.topic for e in got_t1} == {"t1"}
+    assert sorted((e.topic, e.seq) for e in got_both) == sorted(
+        (t, i) for t in ("t1", "t2") for i in range(100)
+    )
+
+
+def test_pubsub_slow_subscriber_drops_are_counted_exactly(ctx: zmq.Context[Any]) -> None:
+    total = 20_000
+    url = tcp_url("pattern=pubsub&hwm=20&sndbuf=4096&rcvbuf=4096&wait_subscribers=1")
+    with (
+        ZmqTransport(url, context=ctx) as transport,
+        transport.publisher("slow") as pub,
+        transport.subscriber(["t"]) as sub,
+    ):
+        for i in range(total):  # the subscriber is not reading: PUB must drop, not block
+            pub.publish("t", b"%08d" % i + b"." * 200)
+        got = quiet(sub, 1.0)
+        tracker = sub.stats.sequence
+        tracker.expect_total("slow", "t", total)
+        report = tracker.report()
+    seen = {e.seq for e in got}
+    assert len(seen) == len(got), "no duplicates"
+    assert 0 < report.lost == total - len(got)
+    assert set(tracker.missing("slow", "t")) == set(range(total)) - seen
+
+
+def test_pushpull_stalled_receiver_back_pressures_and_loses_nothing(
+    ctx: zmq.Context[Any],
+) -> None:
+    """A full HWM blocks publish (here bounded by send_timeout_ms so the test can see it)."""
+    url = tcp_url("hwm=10&sndbuf=4096&rcvbuf=4096&send_timeout_ms=300")
+    with (
+        ZmqTransport(url, context=ctx) as transport,
+        transport.publisher("bp") as pub,
+        transport.subscriber(["t"]) as sub,
+    ):
+        quiet(sub, 0.2)
+        with pytest.raises(TransportError, match="high-water mark full"):
+            for i in range(1_000_000):
+                pub.publish("t", b"%08d" % i + b"." * 1000)
+        sent = pub.published
+        assert sent < 1_000_000
+        got = receive(sub, sent) + quiet(sub, 0.3)
+    assert [e.seq for e in got] == list(range(sent)), "in order, nothing lost before the block"
+
+
+@pytest.mark.parametrize("pattern", ["pushpull", "pubsub"])
+def test_bind_subscriber_fans_in_two_publishers(ctx: zmq.Context[Any], pattern: str) -> None:
+    with (
+        ZmqTransport(tcp_url(f"bind=subscriber&pattern={pattern}"), context=ctx) as t,
+        t.subscriber(["t"]) as sub,
+        t.publisher("a") as pa,
+        t.publisher("b") as pb,
+    ):
+        if pattern == "pubsub":
+            # A binding SUB sends its subscriptions to a new publisher only while it is
+            # being polled (libzmq #2267), so poll it while the publishers wait.
+            deadline = time.monotonic() + 10
+            while min(p.subscribers_for("t") for p in (pa, pb)) < 1:
+                assert time.monotonic() < deadline, "subscriptions never reached publishers"
+                assert sub.poll(timeout=0.05) == []
+                pa.flush(), pb.flush()
+        for i in range(500):
+            pa.publish("t", b"a%d" % i)
+            pb.publish("t", b"b%d" % i)
+        got = receive(sub, 1000) + quiet(sub, 0.2)
+    report = sub.stats.sequence.report()
+    assert (report.received, report.streams, report.lost, report.duplicates) == (1000, 2, 0, 0)
+    for producer in ("a", "b"):
+        assert [e.seq for e in got if e.producer_id == producer] == list(range(500))
+
+
+def test_garbage_from_a_raw_socket_is_rejected_counted_and_good_frames_keep_flowing(
+    ctx: zmq.Context[Any],
+) -> None:
+    url = tcp_url("bind=subscriber")
+    port = int(url.split(":")[2].split("?")[0])
+    good = encode_frame("t", b"ok", None, (), "raw", 0, 0, 0)
+    with ZmqTransport(url, context=ctx) as transport, transport.subscriber(["t"]) as sub:
+        raw = ctx.socket(zmq.PUSH)
+        raw.linger = 0
+        raw.connect(f"tcp://127.0.0.1:{port}")
+        try:
+            raw.send(b"\xff" * 64)  # random bytes, no topic terminator
+            raw.send(b"t\x00" + b"\x01" * 64)  # a topic, then a foreign payload
+            raw.send(good[:10])  # truncated inside the header
+            raw.send(b"\xff\xfet\x00" + good[2:])  # invalid UTF-8 topic
+            raw.send(good[:-1])  # value shorter than declared
+            raw.send_multipart([good, b"second part"])  # multipart from an unknown sender
+            raw.send(encode_frame("other", b"x", None, (), "raw", 0, 0, 0))  # another consumer's
+            raw.send(encode_frame("t", b"ok", None, (), "raw", 1, 0, 0))
+            got = receive(sub, 1) + quiet(sub, 0.3)
+        finally:
+            raw.close()
+    assert [e.value for e in got] == [b"ok"]
+    assert sub.stats.rejected_by_kind == {
+        "no_topic": 1,
+        "bad_magic": 1,
+        "truncated": 1,
+        "invalid_utf8": 1,
+        "length_mismatch": 1,
+        "multipart": 1,
+    }
+    assert sub.skipped_other_topics == 1
+    rejected = sub.drain_rejected()
+    assert rejected[0].raw == b"\xff" * 64
+    assert rejected[-1].raw == good + b"second part"
+    assert sub.drain_rejected() == []
+
+
+def test_oversize_frames_are_rejected_and_counted_not_disconnected(ctx: zmq.Context[Any]) -> None:
+    url = tcp_url("bind=subscriber&max_message_bytes=1000")
+    port = int(url.split(":")[2].split("?")[0])
+    with ZmqTransport(url, context=ctx) as transport, transport.subscriber(["t"]) as sub:
+        raw = ctx.socket(zmq.PUSH)
+        raw.linger = 0
+        raw.connect(f"tcp://127.0.0.1:{port}")
+        try:
+            raw.send(encode_frame("t", b"x" * 1000, None, (("h", b"y" * 50),), "r", 0, 0, 0))
+            raw.send(encode_frame("t", b"x" * 100_000, None, (), "r", 1, 0, 0))
+            raw.send(encode_frame("t", b"after", None, (), "r", 2, 0, 0))
+            got = receive(sub, 2) + quiet(sub, 0.3)
+        finally:
+            raw.close()
+    assert [e.seq for e in got] == [0, 2], "the same connection keeps working"
+    assert sub.stats.rejected_by_kind == {"oversize": 1}
+    (rejected,) = sub.drain_rejected()
+    assert rejected.topic == "t" and len(rejected.raw) == 4096 and "100000 bytes" in rejected.reason
+
+
+def test_close_is_idempotent_and_use_after_close_is_an_error(ctx: zmq.Context[Any]) -> None:
+    transport = ZmqTransport(tcp_url(), context=ctx)
+    pub = transport.publisher()
+    sub = transport.subscriber(["t"])
+    for closable in (pub, sub, pub, sub, transport, transport):
+        closable.close()
+    with pytest.raises(TransportClosedError):
+        sub.poll()
+    with pytest.raises(TransportClosedError):
+        pub.publish("t", b"x")
+    with pytest.raises(TransportClosedError):
+        transport.subscriber(["t"])
+
+
+def test_default_context_is_shared_for_inproc_and_terminated_by_the_last_close() -> None:
+    name = f"zmq+inproc://shared-{uuid.uuid4().hex}?linger_ms=0"
+    producer_side = open_transport(name)
+    consumer_side = open_transport(name)
+    with producer_side.publisher("s") as pub, consumer_side.subscriber(["t"]) as sub:
+        pub.publish("t", b"x")
+        assert [e.value for e in receive(sub, 1)] == [b"x"]
+    context = zmq.Context.instance()
+    producer_side.close()
+    assert not context.closed
+    consumer_side.close()
+    assert context.closed
+
+
+def test_unknown_option_error_lists_accepted_options_and_hides_secrets() -> None:
+    secret = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+    with pytest.raises(TransportError) as info:
+        open_transport(f"zmq+tcp://127.0.0.1:5555?hwm_size=5&curve_server_secret={secret}")
+    text = str(info.value)
+    assert "unknown option 'hwm_size'" in text and "\n" not in text
+    for name in OPTIONS:
+        assert name in text
+    assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("zmq+tcp://127.0.0.1", "port"),
+        ("zmq+tcp://127.0.0.1:0", "port"),
+        ("zmq+inproc://", "name"),
+        ("zmq+tcp://127.0.0.1:5555?pattern=pushpull&wait_subscribers=2", "pubsub"),
+        ("zmq+tcp://127.0.0.1:5555?linger_ms=-5", "linger_ms"),
+        ("zmq+tcp://127.0.0.1:5555?bind=both", "publisher, subscriber"),
+    ],
+)
+def test_bad_urls_are_one_line_errors(url: str, message: str) -> None:
+    with pytest.raises(TransportError, match=message) as info:
+        open_transport(url).close()
+    assert "\n" not in str(info.value)
+
+
+def test_port_in_use_and_nul_topic_are_clear_errors(ctx: zmq.Context[Any]) -> None:
+    url = tcp_url()
+    with (
+        ZmqTransport(url, context=ctx) as transport,
+        transport.publisher(),
+        pytest.raises(TransportError, match="cannot bind"),
+    ):
+        transport.publisher()
+        with pytest.raises(TransportError, match="NUL"):
+            transport.subscriber(["bad\x00topic"])
+
+
+def test_send_with_no_puller_times_out_instead_of_hanging(ctx: zmq.Context[Any]) -> None:
+    with (
+        ZmqTransport(tcp_url("send_timeout_ms=100"), context=ctx) as transport,
+        transport.publisher() as pub,
+        pytest.raises(TransportError, match="timed out"),
+    ):
+        pub.publish("t", b"x")

@@ -188,7 +188,8 @@ def decode_ticker(value: bytes, fallback_time_ms: int = 0) -> TickerUpdate:
             time_ms, update_id = _int(obj, "E"), _int(obj, "L")
         elif event == "bookTicker":
             values = {name: _decimal(obj, name, positive=False) for name in _BOOK_FIELDS}
-            time_ms, update_id = int(obj.get("E", fallback_time_ms)), _int(obj, "u")
+            time_ms = _int(obj, "E") if obj.get("E") is not None else fallback_time_ms
+            update_id = _int(obj, "u")
         else:
             raise DecodeError("unknown_event", f"expected 24hrTicker or bookTicker, got {event!r}")
     except KeyError as exc:

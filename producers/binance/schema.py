@@ -244,6 +244,8 @@ def parse_frame(
         unknown = _check(data, spec, event)
     e_time = data.get("E")
     if e_time is not None:
+        if type(e_time) is not int:  # bookTicker has no E in its spec (futures adds one)
+            raise ValidationError("bad_type", f"{event}.E must be an integer")
         if abs(e_time - recv_ms) > max_skew_ms:
             raise ValidationError(
                 "stale_timestamp", f"E={e_time} is {e_time - recv_ms} ms from receive time"

@@ -115,7 +115,13 @@ def created_at_ns(text: str) -> int:
         raise TweetRejected("bad_created_at", f"created_at {text!r:.60} is not ISO 8601") from None
     if dt.tzinfo is None:
         raise TweetRejected("bad_created_at", f"created_at {text!r:.60} has no time zone")
-    return ((dt - _EPOCH) // _MICROSECOND) * 1000
+    ns = ((dt - _EPOCH) // _MICROSECOND) * 1000
+    if not _MIN_NS <= ns <= _MAX_NS:  # envelopes carry event time as int64 ns (1678..2262)
+        raise TweetRejected("bad_created_at", f"created_at {text!r:.60} is out of range")
+    return ns
+
+
+_MIN_NS, _MAX_NS = -(2**63), 2**63 - 1
 
 
 _MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH

@@ -86,14 +86,14 @@ def _ranged(low: int, high: int) -> Any:
     return parse
 
 
-def _optional_non_negative(text: str) -> int:
+def parse_int_or_unset(text: str) -> int:
     value = int(text)
     if value < 0:
         raise ValueError("expected an integer >= 0")
     return value
 
 
-def _text(text: str) -> str:
+def parse_text(text: str) -> str:
     return text
 
 
@@ -119,8 +119,8 @@ OPTIONS: dict[str, Option] = {
             DEFAULT_HWM,
             "send and receive high-water mark in messages; 0 = unbounded",
         ),
-        Option("sndhwm", _optional_non_negative, None, "send HWM override"),
-        Option("rcvhwm", _optional_non_negative, None, "receive HWM override"),
+        Option("sndhwm", parse_int_or_unset, None, "send HWM override"),
+        Option("rcvhwm", parse_int_or_unset, None, "receive HWM override"),
         Option(
             "linger_ms", _ranged(0, 60_000), 1000, "how long close() may deliver queued messages"
         ),
@@ -163,17 +163,25 @@ OPTIONS: dict[str, Option] = {
             5000,
             "how long wait_subscribers waits before sending anyway (with a warning)",
         ),
-        Option("curve_server_public", _text, "", "CURVE server public key (file or z85)"),
+        Option("curve_server_public", parse_text, "", "CURVE server public key (file or z85)"),
         Option(
-            "curve_server_secret", _text, "", "CURVE server secret key (file or z85)", secret=True
+            "curve_server_secret",
+            parse_text,
+            "",
+            "CURVE server secret key (file or z85)",
+            secret=True,
         ),
-        Option("curve_client_public", _text, "", "CURVE client public key (file or z85)"),
+        Option("curve_client_public", parse_text, "", "CURVE client public key (file or z85)"),
         Option(
-            "curve_client_secret", _text, "", "CURVE client secret key (file or z85)", secret=True
+            "curve_client_secret",
+            parse_text,
+            "",
+            "CURVE client secret key (file or z85)",
+            secret=True,
         ),
         Option(
             "curve_allowed_clients",
-            _text,
+            parse_text,
             "",
             "client public keys the binding side admits: key dir, comma list, or *",
         ),

@@ -13,7 +13,9 @@ z85 text, in the URL or in the environment (URL wins, like a CLI flag):
     HARNESS_ZMQ_CURVE_CLIENT_PUBLIC  HARNESS_ZMQ_CURVE_CLIENT_SECRET
     HARNESS_ZMQ_CURVE_ALLOWED_CLIENTS   (a directory of *.key files, or a comma list; "*" = any)
 
-Secret values are never echoed in errors or logs; only the option name is.
+z85 text uses ``& = / ? :``, so inside a URL it must be percent-encoded; files or the
+environment avoid that (and keep secrets out of process listings). Secret values are never
+echoed in errors or logs; only the option name is.
 """
 
 from __future__ import annotations

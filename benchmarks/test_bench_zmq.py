@@ -1,0 +1,133 @@
+"""What the transport interface costs on ZeroMQ: interface vs a raw pyzmq PUSH/PULL loop, same run.
+
+Each round moves N 200-byte messages over tcp loopback. The sender is a separate *process*
+(``python -c``; a thread would share the GIL with the receiver and measure contention instead);
+the receiver runs here and binds. The raw sender sends one pre-encoded envelope frame N times
+(the same bytes on the wire as the interface sends) and the raw receiver only calls recv(); the
+interface sender calls ``publish`` (sequence numbers, timestamps, framing) and the receiver calls
+``poll`` (decode to Envelope, sequence tracking, counters). Throughput is counted from the first
+to the last message received, so process start-up is excluded; the best of ROUNDS is reported
+because the machine is shared. The overhead summary is printed at the end of the run.
+
+    .venv/bin/pytest benchmarks/test_bench_zmq.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from transports.embedded_broker import free_tcp_port
+from transports.framing import encode_frame
+from transports.zmq import ZmqTransport
+
+N = 200_000
+PAYLOAD = bytes(range(200))
+ROUNDS = 3
+TOPIC = "trades"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS: dict[str, float] = {}
+
+RAW_SENDER = """
+import sys, zmq
+port, n, payload = int(sys.argv[1]), int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+from transports.framing import encode_frame
+frame = encode_frame("trades", payload, None, (), "bench", 0, 0, 0)
+ctx = zmq.Context()
+sock = ctx.socket(zmq.PUSH)
+sock.sndhwm = 100_000
+sock.connect(f"tcp://127.0.0.1:{port}")
+send = sock.send
+for _ in range(n):
+    send(frame)
+sock.close(linger=30_000)
+ctx.term()
+"""
+
+INTERFACE_SENDER = """
+import sys
+from transports import open_transport
+url, n, payload = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+transport = open_transport(url)
+publisher = transport.publisher("bench")
+publish = publisher.publish
+for _ in range(n):
+    publish("trades", payload)
+publisher.close()
+transport.close()
+"""
+
+
+def spawn(script: str, target: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", script, target, str(N), PAYLOAD.hex()], cwd=ROOT)
+
+
+def run_raw() -> float:
+    port = free_tcp_port()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PULL)
+    sock.rcvhwm = 100_000
+    sock.linger = 0
+    sock.bind(f"tcp://127.0.0.1:{port}")
+    sender = spawn(RAW_SENDER, str(port))
+    try:
+        recv = sock.recv
+        expected = encode_frame(TOPIC, PAYLOAD, None, (), "bench", 0, 0, 0)
+        assert recv() == expected
+        start = time.perf_counter()
+        for _ in range(N - 1):
+            recv()
+        elapsed = time.perf_counter() - start
+    finally:
+        sender.wait(60)
+        sock.close()
+        ctx.term()
+    return (N - 1) / elapsed
+
+
+def run_interface() -> float:
+    url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?bind=subscriber&linger_ms=30000"
+    with ZmqTransport(url) as transport, transport.subscriber([TOPIC]) as sub:
+        sender = spawn(INTERFACE_SENDER, url)
+        try:
+            first = sub.poll(max_messages=1000, timeout=30.0)
+            start = time.perf_counter()
+            received = 0
+            while received + len(first) < N:
+                received += len(sub.poll(max_messages=1000, timeout=5.0))
+            elapsed = time.perf_counter() - start
+        finally:
+            sender.wait(60)
+        report = sub.stats.sequence.report()
+        assert (report.received, report.lost, report.duplicates) == (N, 0, 0)
+    return received / elapsed
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    raw, iface = RESULTS.get("raw"), RESULTS.get("interface")
+    lines = [f"ZeroMQ PUSH/PULL tcp, N={N} x {len(PAYLOAD)} B, best of {ROUNDS} rounds"]
+    for name, rate in RESULTS.items():
+        lines.append(f"  {name:<10} {rate / 1e3:8.0f} k msg/s")
+    if raw and iface:
+        lines.append(f"  interface overhead: {(1 - iface / raw) * 100:.0f} % of raw throughput")
+    if reporter:
+        reporter.write_line("\n".join(lines))
+
+
+@pytest.mark.parametrize(("name", "run"), [("raw", run_raw), ("interface", run_interface)])
+def test_zmq_throughput(
+    benchmark: pytest.FixtureRequest, name: str, run: Callable[[], float]
+) -> None:
+    rates: list[float] = []
+    benchmark.pedantic(lambda: rates.append(run()), rounds=ROUNDS, iterations=1)  # type: ignore[attr-defined]
+    RESULTS[name] = max(rates)
+    benchmark.extra_info["msg_per_s"] = max(rates)  # type: ignore[attr-defined]

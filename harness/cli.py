@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from harness import profiling
 from harness.errors import UserError
 from harness.settings import SettingError
 from transports.base import TransportError
@@ -22,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "harness.commands.process",
     "harness.commands.broker",
     "harness.commands.bench",
+    "harness.commands.profile",
 )
 
 
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMANDS:
         importlib.import_module(module_name).register(sub)
+    profiling.add_cli_arguments(parser)  # --profile DIR: this process and its children
     return parser
 
 
@@ -48,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("kafka", "websockets", "urllib3", "tweepy"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not args.verbose else logging.INFO)
     try:
-        return int(args.func(args) or 0)
+        return int(profiling.run_profiled(args, args.func) or 0)
     except (UserError, TransportError, SettingError) as exc:
         print(f"harness {args.command}: error: {exc}", file=sys.stderr)
         return 2

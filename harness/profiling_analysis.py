@@ -1,0 +1,214 @@
+"""Where a profiled process spent its time, derived from its profile after the run.
+
+Nothing is hooked into the hot path: the split between transport, sink and own code is read from
+the profile afterwards, as the time spent inside a few entry points:
+
+- transport receive: functions in ``transports/`` named ``poll``, ``recv*``, ``_fetch*``,
+  ``_poll*``, ``commit``, ``seek``, ``consume``;
+- transport send: functions in ``transports/`` named ``publish``, ``send*``, ``_send*``,
+  ``flush``, ``_flush*``;
+- sink: functions in ``sinks/`` named ``append``, ``flush``, ``close``, ``add_dead_letter``,
+  ``open_for_resume``;
+- own code: the rest of the wall time.
+
+An entry point called from another entry point is counted once (the outermost call wins), using
+the caller -> callee edges cProfile records. Limits: cProfile sees only the thread that started it
+(the main thread; a client's background I/O threads show up in CPU time but not in the split),
+and it adds a fixed cost per Python call, so code made of many tiny calls looks slower than it is
+(use ``--profile-sampler pyinstrument`` for those). Transport time includes the transport's own
+decoding/encoding work, not only waiting: read it together with CPU/wall.
+"""
+
+from __future__ import annotations
+
+import os
+import pstats
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_REPO = Path(__file__).resolve().parent.parent  # no imports: profiling must not load h5py
+REPO_DIR = str(_REPO) + os.sep
+TRANSPORTS_DIR = str(_REPO / "transports") + os.sep
+SINKS_DIR = str(_REPO / "sinks") + os.sep
+
+RECEIVE_NAMES = frozenset({"poll", "commit", "seek", "consume"})
+RECEIVE_PREFIXES = ("recv", "_recv", "_fetch", "_poll")
+SEND_NAMES = frozenset({"publish", "flush"})
+SEND_PREFIXES = ("send", "_send", "_flush")
+SINK_NAMES = frozenset({"append", "flush", "close", "add_dead_letter", "open_for_resume"})
+
+#: Builtins that block the calling thread: time in them is waiting, not computing.
+BLOCKING_BUILTIN = re.compile(
+    r"(time\.sleep|select\.|\bpoll\b|epoll|zmq_poll|'acquire'|\bwait\b|'recv|'send|"
+    r"'accept'|'connect'|'read' of '_io\.FileIO'|readinto)"
+)
+
+#: CPU (including time runnable but waiting for a free core) above this share of wall = CPU-bound.
+CPU_BOUND_RATIO = 0.7
+#: A waiting process is attributed to the transport or the disk above this share of wall time.
+WAIT_SHARE = 0.25
+
+Category = str  # "transport_receive" | "transport_send" | "sink"
+FuncKey = tuple[str, int, str]  # pstats: (filename, line, function name)
+
+
+def category_of(filename: str, function: str) -> Category | None:
+    """Which entry-point category a function belongs to (None: own code or a library)."""
+    if filename.startswith(TRANSPORTS_DIR):
+        if function in RECEIVE_NAMES or function.startswith(RECEIVE_PREFIXES):
+            return "transport_receive"
+        if function in SEND_NAMES or function.startswith(SEND_PREFIXES):
+            return "transport_send"
+    elif filename.startswith(SINKS_DIR) and function in SINK_NAMES:
+        return "sink"
+    return None
+
+
+def package_of(filename: str, function: str) -> str:
+    """A short owner for a function: its top-level package, stdlib module, or builtin's module."""
+    if filename == "~":
+        match = re.search(r"built-in method ([\w.]+)|of '([\w.]+)' objects|^<([\w.]+)>$", function)
+        name = next((g for g in match.groups() if g), "") if match else ""
+        head = name.split(".")[0] if "." in name else "builtins"
+        return head.lstrip("_") or "builtins"
+    parts = Path(filename).parts
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            rest = parts[parts.index(marker) + 1:]
+            return rest[0].removesuffix(".py") if rest else filename
+    if filename.startswith(REPO_DIR):
+        return filename[len(REPO_DIR):].split(os.sep)[0].removesuffix(".py")
+    for i, part in enumerate(parts):
+        if re.fullmatch(r"python3\.\d+", part) and i + 1 < len(parts):
+            return parts[i + 1].removesuffix(".py")
+    return Path(filename).stem
+
+
+@dataclass
+class Breakdown:
+    """Seconds of wall time per category, plus own-time hot spots by package and function."""
+
+    categories: dict[Category, float] = field(default_factory=dict)
+    blocked_s: float = 0.0
+    packages: dict[str, float] = field(default_factory=dict)
+    hot_functions: list[tuple[str, float]] = field(default_factory=list)
+
+
+def breakdown_from_stats(stats: pstats.Stats) -> Breakdown:
+    """Outermost time in each category, blocked builtins and own time per package."""
+    raw: Mapping[FuncKey, Any] = stats.stats  # type: ignore[attr-defined]
+    matched = {key: cat for key in raw if (cat := category_of(key[0], key[2])) is not None}
+    out = Breakdown(categories=dict.fromkeys(("transport_receive", "transport_send", "sink"), 0.0))
+    for key, cat in matched.items():
+        _cc, _nc, _tt, ct, callers = raw[key]
+        nested = sum(edge[3] for caller, edge in callers.items() if caller in matched)
+        out.categories[cat] += max(ct - nested, 0.0)
+    own: list[tuple[str, float]] = []
+    for (filename, line, name), (_cc, _nc, tt, _ct, _callers) in raw.items():
+        if filename == "~" and BLOCKING_BUILTIN.search(name):
+            out.blocked_s += tt
+            continue
+        pkg = package_of(filename, name)
+        out.packages[pkg] = out.packages.get(pkg, 0.0) + tt
+        label = name if filename == "~" else f"{_short(filename)}:{line}({name})"
+        own.append((label, tt))
+    out.hot_functions = sorted(own, key=lambda item: -item[1])[:10]
+    return out
+
+
+def breakdown_from_frames(root: Any) -> Breakdown:
+    """The same split from a pyinstrument frame tree (sampled wall time per call path)."""
+    out = Breakdown(categories=dict.fromkeys(("transport_receive", "transport_send", "sink"), 0.0))
+    own: dict[str, float] = {}
+    for frame, cat in _walk(root):
+        if cat is not None:
+            out.categories[cat] += frame.time
+        path = frame.file_path or "~"
+        self_time = max(frame.total_self_time, 0.0)
+        if self_time > 0:
+            pkg = package_of(path, frame.function or "")
+            out.packages[pkg] = out.packages.get(pkg, 0.0) + self_time
+            label = f"{_short(path)}:{frame.line_no}({frame.function})"
+            own[label] = own.get(label, 0.0) + self_time
+    out.hot_functions = sorted(own.items(), key=lambda item: -item[1])[:10]
+    return out
+
+
+def _walk(root: Any) -> Iterator[tuple[Any, Category | None]]:
+    """Every frame once; a category is reported only for the outermost matching frame."""
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        frame, inside = stack.pop()
+        cat = None if inside else category_of(frame.file_path or "", frame.function or "")
+        yield frame, cat
+        stack.extend((child, inside or cat is not None) for child in frame.children)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str  # "CPU-bound" | "waiting on the transport" | "waiting on disk" | "waiting elsewhere"
+    reason: str
+
+
+def verdict(
+    wall_s: float, cpu_s: float, runqueue_s: float, transport_s: float, sink_s: float
+) -> Verdict:
+    """Why the process took as long as it did, with the figures behind the call."""
+    wall = max(wall_s, 1e-9)
+    busy = (cpu_s + runqueue_s) / wall
+    figures = (
+        f"CPU {cpu_s / wall:.0%} of wall"
+        + (f" (+{runqueue_s / wall:.0%} runnable, waiting for a core)" if runqueue_s > 0 else "")
+        + f"; inside transport calls {transport_s / wall:.0%}, sink writes {sink_s / wall:.0%}"
+    )
+    if busy >= CPU_BOUND_RATIO:
+        return Verdict("CPU-bound", figures)
+    if transport_s >= sink_s and transport_s >= WAIT_SHARE * wall:
+        return Verdict("waiting on the transport", figures)
+    if sink_s >= WAIT_SHARE * wall:
+        return Verdict("waiting on disk", figures)
+    return Verdict("waiting elsewhere", figures + " (sleeps, pacing, locks or own I/O)")
+
+
+def top_functions_text(prof_path: str, limit: int = 25) -> str:
+    """The pstats tables by cumulative and by own time, as plain text."""
+    import io
+
+    parts: list[str] = []
+    for order, title in (("cumulative", "cumulative time"), ("tottime", "own time (tottime)")):
+        buffer = io.StringIO()
+        pstats.Stats(prof_path, stream=buffer).sort_stats(order).print_stats(limit)
+        parts.append(f"=== top {limit} functions by {title} ===\n{buffer.getvalue().strip()}\n")
+    return "\n".join(parts)
+
+
+def shares(seconds: Mapping[str, float], wall_s: float) -> dict[str, float]:
+    """Seconds as fractions of wall time."""
+    wall = max(wall_s, 1e-9)
+    return {name: value / wall for name, value in seconds.items()}
+
+
+def top_items(values: Mapping[str, float], limit: int) -> list[list[Any]]:
+    return [[name, round(v, 6)] for name, v in sorted(values.items(), key=lambda i: -i[1])[:limit]]
+
+
+def _short(filename: str) -> str:
+    if filename.startswith(REPO_DIR):
+        return filename[len(REPO_DIR):]
+    parts = Path(filename).parts
+    return os.sep.join(parts[-2:]) if len(parts) >= 2 else filename
+
+
+def sum_runqueue_wait_s(task_dirs: Iterable[Path]) -> float:
+    """Seconds this process's threads were runnable but not running (Linux schedstat)."""
+    total = 0
+    for task in task_dirs:
+        try:
+            fields = (task / "schedstat").read_text().split()
+            total += int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9

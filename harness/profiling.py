@@ -59,6 +59,7 @@ class ProfileSettings:
     directory: Path
     memory: bool = False
     sampler: str = "cprofile"
+    memory_first_snapshot_s: float = MEMORY_FIRST_SNAPSHOT_S
 
     def export(self) -> None:
         """Put the settings in the environment so child processes profile themselves too."""
@@ -203,7 +204,9 @@ class ProfileSession:
         self.settings.directory.mkdir(parents=True, exist_ok=True)
         if self.settings.memory:
             tracemalloc.start(10)
-            self._memory_timer = threading.Timer(MEMORY_FIRST_SNAPSHOT_S, self._first_snapshot)
+            self._memory_timer = threading.Timer(
+                self.settings.memory_first_snapshot_s, self._first_snapshot
+            )
             self._memory_timer.daemon = True
             self._memory_timer.start()
         self._started_wall = time.perf_counter()
@@ -273,10 +276,10 @@ class ProfileSession:
                 text = "py-spy profile: see " + Path(_stop_py_spy(self._spy, self.base)).name
                 files["py_spy"] = str(self.base.with_suffix(".speedscope.json"))
             memory = self._memory_report() if self.settings.memory else None
-            report = self._report(wall_s, user_s, sys_s, runqueue_s, breakdown, memory, files)
-            report["profiler"] = profiler_name
             files["json"] = str(self.base.with_suffix(".json"))
             files["txt"] = str(self.base.with_suffix(".txt"))
+            report = self._report(wall_s, user_s, sys_s, runqueue_s, breakdown, memory, files)
+            report["profiler"] = profiler_name
             Path(files["txt"]).write_text(text + "\n" + summary_text(report))
             Path(files["json"]).write_text(json.dumps(report, indent=2) + "\n")
             log.info("profile of %s written to %s.*", self.name, self.base)
@@ -303,8 +306,9 @@ class ProfileSession:
             "sink": sink_s,
             "own": max(wall_s - transport_s - sink_s, 0.0),
         }
-        decided = analysis.verdict(wall_s, cpu_s, runqueue_s, transport_s, sink_s)
-        profiled = sum(breakdown.packages.values()) + breakdown.blocked_s
+        decided = analysis.verdict(
+            wall_s, cpu_s, runqueue_s, transport_s, sink_s, breakdown.blocked_s
+        )
         return {
             "process": self.name,
             "command": self.command,
@@ -326,7 +330,7 @@ class ProfileSession:
             "peak_rss_mb": _peak_rss_mb(),
             "threads_at_end": threading.active_count(),
             "own_time_by_package": [
-                [name, round(s, 6), round(s / profiled, 4) if profiled else 0.0]
+                [name, round(s, 6), round(s / wall_s, 4) if wall_s > 0 else 0.0]
                 for name, s in sorted(breakdown.packages.items(), key=lambda i: -i[1])[:12]
             ],
             "hot_functions": [[name, round(s, 6)] for name, s in breakdown.hot_functions],
@@ -356,7 +360,7 @@ class ProfileSession:
             "traced_current_mib": current / 2**20,
             "traced_peak_mib": peak / 2**20,
             "top_sites": top,
-            "growth_since_s": MEMORY_FIRST_SNAPSHOT_S if growth is not None else None,
+            "growth_since_s": None if growth is None else self.settings.memory_first_snapshot_s,
             "growth": growth,
         }
 
@@ -375,7 +379,7 @@ def summary_text(report: dict[str, Any]) -> str:
         "of wall",
         f"reason: {report['reason']}",
         f"peak RSS {report['peak_rss_mb']:.1f} MiB",
-        "own time by package: " + ", ".join(
+        "own (non-waiting) time by package, % of wall: " + ", ".join(
             f"{name} {frac:.0%}" for name, _s, frac in report["own_time_by_package"][:8]
         ),
     ]
@@ -418,7 +422,10 @@ def _transport_scheme(argv: list[str]) -> str:
     """The transport a process was pointed at (scheme only: no hosts, no secrets)."""
     for i, arg in enumerate(argv):
         value = None
-        if arg == "--transport" and i + 1 < len(argv):
+        if arg.startswith("{"):  # a bench worker's JSON config
+            with contextlib.suppress(ValueError, AttributeError):
+                value = str(json.loads(arg).get("url") or "")
+        elif arg == "--transport" and i + 1 < len(argv):
             value = argv[i + 1]
         elif arg.startswith("--transport="):
             value = arg.split("=", 1)[1]

@@ -46,6 +46,9 @@ BLOCKING_BUILTIN = re.compile(
     r"'accept'|'connect'|'read' of '_io\.FileIO'|readinto)"
 )
 
+#: pyzmq's compiled calls show as Python functions; their own time is the wait inside libzmq.
+ZMQ_BLOCKING = frozenset({"poll", "zmq_poll", "recv", "recv_multipart", "send", "send_multipart"})
+
 #: CPU (including time runnable but waiting for a free core) above this share of wall = CPU-bound.
 CPU_BOUND_RATIO = 0.7
 #: A waiting process is attributed to the transport or the disk above this share of wall time.
@@ -67,6 +70,13 @@ def category_of(filename: str, function: str) -> Category | None:
     return None
 
 
+def is_blocking(filename: str, function: str) -> bool:
+    """A call whose own time is the thread waiting (a builtin, or pyzmq's compiled poll/recv)."""
+    if filename == "~":
+        return bool(BLOCKING_BUILTIN.search(function))
+    return f"{os.sep}zmq{os.sep}" in filename and function in ZMQ_BLOCKING
+
+
 def package_of(filename: str, function: str) -> str:
     """A short owner for a function: its top-level package, stdlib module, or builtin's module."""
     if filename == "~":
@@ -74,6 +84,8 @@ def package_of(filename: str, function: str) -> str:
         name = next((g for g in match.groups() if g), "") if match else ""
         head = name.split(".")[0] if "." in name else "builtins"
         return head.lstrip("_") or "builtins"
+    if filename.startswith("<frozen "):
+        return filename.removeprefix("<frozen ").split(".")[0].strip("<>_")
     parts = Path(filename).parts
     for marker in ("site-packages", "dist-packages"):
         if marker in parts:
@@ -108,7 +120,7 @@ def breakdown_from_stats(stats: pstats.Stats) -> Breakdown:
         out.categories[cat] += max(ct - nested, 0.0)
     own: list[tuple[str, float]] = []
     for (filename, line, name), (_cc, _nc, tt, _ct, _callers) in raw.items():
-        if filename == "~" and BLOCKING_BUILTIN.search(name):
+        if is_blocking(filename, name):
             out.blocked_s += tt
             continue
         pkg = package_of(filename, name)
@@ -154,7 +166,12 @@ class Verdict:
 
 
 def verdict(
-    wall_s: float, cpu_s: float, runqueue_s: float, transport_s: float, sink_s: float
+    wall_s: float,
+    cpu_s: float,
+    runqueue_s: float,
+    transport_s: float,
+    sink_s: float,
+    blocked_s: float = 0.0,
 ) -> Verdict:
     """Why the process took as long as it did, with the figures behind the call."""
     wall = max(wall_s, 1e-9)
@@ -170,7 +187,11 @@ def verdict(
         return Verdict("waiting on the transport", figures)
     if sink_s >= WAIT_SHARE * wall:
         return Verdict("waiting on disk", figures)
-    return Verdict("waiting elsewhere", figures + " (sleeps, pacing, locks or own I/O)")
+    return Verdict(
+        "waiting elsewhere",
+        figures + f"; blocked in sleep/select/lock/socket calls {blocked_s / wall:.0%} "
+        "(pacing, idle sources, other threads)",
+    )
 
 
 def top_functions_text(prof_path: str, limit: int = 25) -> str:

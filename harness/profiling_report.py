@@ -37,6 +37,9 @@ def load_reports(directory: Path) -> list[dict[str, Any]]:
 
 def folders_to_compare(paths: Sequence[Path]) -> list[tuple[str, Path]]:
     """Two folders as given, or one folder holding subfolders with profiles (kafka/, zmq/)."""
+    for path in paths:
+        if not path.is_dir():
+            raise UserError(f"{path}: no such profile folder")
     if len(paths) >= 2:
         return [(p.name or str(p), p) for p in paths]
     (only,) = paths
@@ -115,7 +118,7 @@ def _row(r: dict[str, Any]) -> list[str]:
 
 
 def _hot_spots(reports: list[dict[str, Any]]) -> str:
-    lines = ["own time by package (share of profiled own time):"]
+    lines = ["own (non-waiting) time by package, % of wall (main thread):"]
     for r in reports:
         packages = ", ".join(f"{name} {frac:.0%}" for name, _s, frac in
                              r.get("own_time_by_package", [])[:6])

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.bench import protocol
 from harness.bench.metrics import IntervalRecorder, clamp_us
+from harness.profiling import profile_from_environment
 from transports import open_transport
 
 POLL_MAX = 1000
@@ -133,4 +134,5 @@ def _ranges(numbers: list[int]) -> list[list[int]]:
 
 
 if __name__ == "__main__":
-    protocol.run_worker(run)
+    with profile_from_environment("bench", "consumer"):  # harness --profile DIR bench ...
+        protocol.run_worker(run)

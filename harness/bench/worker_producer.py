@@ -17,6 +17,7 @@ from harness.bench import protocol
 from harness.bench.metrics import IntervalRecorder, clamp_us
 from harness.bench.payloads import make_payloads
 from harness.bench.schedule import make_schedule
+from harness.profiling import profile_from_environment
 from transports import TransportError, open_transport
 
 SLEEP_THRESHOLD_NS = 50_000  # closer than this to the intended time: send now, do not sleep
@@ -119,4 +120,5 @@ def _capabilities(transport: Any) -> dict[str, bool]:
 
 
 if __name__ == "__main__":
-    protocol.run_worker(run)
+    with profile_from_environment("bench", "producer"):  # harness --profile DIR bench ...
+        protocol.run_worker(run)

@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 #: Modules exposing ``register(subparsers)`` for ``harness process <kind>``.
-PROCESSORS: tuple[str, ...] = ()
+PROCESSORS: tuple[str, ...] = ("processors.command",)
 
 
 def register(sub: Any) -> None:

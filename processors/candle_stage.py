@@ -1,0 +1,175 @@
+"""The market stage: Binance trades and tickers in, raw trades + candles + ticker aggregates out.
+
+Tables written (one HDF5 file): ``trades`` (every trade, with its transport metadata so loss,
+duplicates and per-hop latency can be computed from the file), ``candles_<w>`` per window size,
+``tickers_<w>`` (24hrTicker) and ``book_<w>`` (bookTicker) aggregates, ``late_trades`` and
+``late_tickers`` for events behind the watermark, plus the sink's ``gaps`` and ``dead_letters``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.dead_letters import DeadLetters
+from processors.candles import (
+    CANDLE_DTYPE,
+    DEFAULT_GRACE_MS,
+    DEFAULT_WINDOWS,
+    LATE_TRADE_DTYPE,
+    CandleAggregator,
+    CandleState,
+)
+from processors.stage_runner import Rows, Stage
+from processors.tickers import (
+    BOOK_TICKER_SPEC,
+    LATE_TICKER_DTYPE,
+    TICKER_SPEC,
+    TickerAggregator,
+    TickerState,
+)
+from processors.trade_parsing import DecodeError, Trade, decode_ticker, decode_trade
+from processors.window_state import restore_windows, snapshot_windows
+from processors.windowing import window_label
+from transports import Envelope
+
+TRADE_TOPICS = ("binance.trade", "binance.aggTrade")
+TICKER_TOPIC = "binance.ticker"
+BOOK_TOPIC = "binance.bookTicker"
+
+#: One row per trade as received: the parsed trade plus where and when it travelled.
+TRADES_DTYPE = np.dtype(
+    [
+        ("symbol", "S24"),
+        ("time_ms", "i8"),  # exchange trade time T
+        ("trade_id", "i8"),
+        ("price", "f8"),
+        ("qty", "f8"),
+        ("buyer_is_maker", "?"),
+        ("event_time_ns", "i8"),  # exchange event time E, as published
+        ("publish_time_ns", "i8"),  # producer handed it to the transport
+        ("receive_time_ns", "i8"),  # this processor got it
+        ("producer_id", "S64"),
+        ("seq", "i8"),
+        ("partition", "i4"),
+        ("offset", "i8"),
+    ]
+)
+
+
+class CandleStage(Stage):
+    name = "candles"
+    topics = (*TRADE_TOPICS, TICKER_TOPIC, BOOK_TOPIC)
+
+    def __init__(
+        self,
+        dead_letters: DeadLetters,
+        windows: Sequence[str] = DEFAULT_WINDOWS,
+        grace_ms: int = DEFAULT_GRACE_MS,
+        store_trades: bool = True,
+    ) -> None:
+        super().__init__(dead_letters)
+        self.candles = CandleAggregator(windows, grace_ms)
+        self.tickers = TickerAggregator(TICKER_SPEC, windows, grace_ms)
+        self.books = TickerAggregator(BOOK_TICKER_SPEC, windows, grace_ms)
+        self.labels = [window_label(size) for size in self.candles.sizes_ms]
+        self.store_trades = store_trades
+
+    def tables(self) -> Mapping[str, np.dtype]:
+        out: dict[str, np.dtype] = {"trades": TRADES_DTYPE, "late_trades": LATE_TRADE_DTYPE}
+        out["late_tickers"] = LATE_TICKER_DTYPE
+        for label in self.labels:
+            out[f"candles_{label}"] = CANDLE_DTYPE
+            out[f"tickers_{label}"] = self.tickers.dtype
+            out[f"book_{label}"] = self.books.dtype
+        return out
+
+    def process(self, batch: list[Envelope]) -> Mapping[str, Rows]:
+        trades: list[Trade] = []
+        raw_rows: list[tuple[Any, ...]] = []
+        tickers = []
+        books = []
+        dead = self.dead_letters
+        for env in batch:
+            topic = env.topic
+            try:
+                if topic in TRADE_TOPICS:
+                    trade = decode_trade(env.value)
+                    trades.append(trade)
+                    if self.store_trades:
+                        raw_rows.append(
+                            (
+                                trade.symbol,
+                                trade.time_ms,
+                                trade.trade_id,
+                                trade.price,
+                                trade.qty,
+                                trade.buyer_is_maker,
+                                env.event_time_ns,
+                                env.publish_time_ns,
+                                env.receive_time_ns,
+                                env.producer_id,
+                                env.seq,
+                                env.partition,
+                                env.offset,
+                            )
+                        )
+                elif topic == TICKER_TOPIC:
+                    tickers.append(decode_ticker(env.value, env.event_time_ns // 1_000_000))
+                elif topic == BOOK_TOPIC:
+                    books.append(decode_ticker(env.value, env.event_time_ns // 1_000_000))
+            except DecodeError as exc:
+                dead.add(exc.kind, exc.reason, env.value, source=f"candles:{topic}")
+        out: dict[str, Rows] = {}
+        if raw_rows:
+            out["trades"] = raw_rows
+        if trades:
+            result = self.candles.add_batch(trades)
+            self._split_by_window(out, "candles", result.candles)
+            if result.late:
+                out["late_trades"] = result.late
+        ticker_streams = ((self.tickers, tickers, "tickers"), (self.books, books, "book"))
+        for agg, updates, prefix in ticker_streams:
+            if updates:
+                ticker_batch = agg.add_batch(updates)
+                self._split_by_window(out, prefix, ticker_batch.rows)
+                if ticker_batch.late:
+                    late = out.setdefault("late_tickers", [])
+                    assert isinstance(late, list)
+                    late.extend(ticker_batch.late)
+        return out
+
+    def finish(self) -> Mapping[str, Rows]:
+        out: dict[str, Rows] = {}
+        self._split_by_window(out, "candles", self.candles.flush().candles)
+        self._split_by_window(out, "tickers", self.tickers.flush().rows)
+        self._split_by_window(out, "book", self.books.flush().rows)
+        return out
+
+    def snapshot(self) -> bytes:
+        return json.dumps(
+            {
+                "candles": snapshot_windows(self.candles, CandleState),
+                "tickers": snapshot_windows(self.tickers, TickerState),
+                "book": snapshot_windows(self.books, TickerState),
+            }
+        ).encode()
+
+    def restore(self, state: bytes) -> None:
+        if not state:
+            return
+        data = json.loads(state)
+        restore_windows(self.candles, CandleState, data["candles"])
+        restore_windows(self.tickers, TickerState, data["tickers"])
+        restore_windows(self.books, TickerState, data["book"])
+
+    @staticmethod
+    def _split_by_window(out: dict[str, Rows], prefix: str, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            label = row["window"]
+            table = out.setdefault(f"{prefix}_{label}", [])
+            assert isinstance(table, list)
+            table.append(row)

@@ -1,0 +1,108 @@
+"""``harness process candles|sentiment``: one processor stage as its own process (compose calls it).
+
+Settings follow the harness rule (CLI > HARNESS_* > default). The defaults connect to the
+producers' default ZeroMQ endpoints; for Kafka pass ``--transport kafka://host:9092``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.settings import Setting, add_settings, describe, redacted, resolve
+from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
+from processors.stage_runner import RunLimits, StageSummary, run_stage
+from transports.url import parse_bool
+
+log = logging.getLogger("processors.command")
+
+DEFAULT_ENDPOINTS = {"candles": "zmq+tcp://127.0.0.1:5555", "sentiment": "zmq+tcp://127.0.0.1:5556"}
+DEFAULT_OUTPUTS = {"candles": "output/market.h5", "sentiment": "output/sentiment.h5"}
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def settings_for(kind: str) -> list[Setting]:
+    return [
+        Setting("transport", DEFAULT_ENDPOINTS[kind], "transport URL to consume from"),
+        Setting("output", DEFAULT_OUTPUTS[kind], "HDF5 file to write (resumed if it exists)"),
+        Setting("group", None, "Kafka consumer group to share work (default: read all "
+                "partitions by assignment and resume from the file's positions)"),
+        Setting("windows", ",".join(DEFAULT_WINDOWS), "tumbling window sizes", parse=str),
+        Setting("grace_ms", DEFAULT_GRACE_MS, "watermark grace period in ms", parse=int),
+        Setting("flush_interval", 1.0, "seconds between checkpoints (rows+positions)",
+                parse=float),
+        Setting("duration", 0.0, "stop after this many seconds (0 = run until stopped)",
+                parse=float),
+        Setting("max_messages", 0, "stop after this many messages (0 = unlimited)", parse=int),
+        Setting("idle_exit", 0.0, "stop this many seconds after the last input (0 = never)",
+                parse=float),
+        Setting("summary_json", None, "also write the final summary as JSON to this path"),
+        Setting("quiet", False, "no progress lines", parse=parse_bool),
+    ]
+
+
+def _make_stage(kind: str, values: dict[str, Any]) -> Any:
+    windows = _csv(values["windows"])
+    grace = values["grace_ms"]
+    if kind == "candles":
+        from processors.candle_stage import CandleStage
+
+        return lambda dead: CandleStage(dead, windows, grace)
+    from processors.sentiment_stage import SentimentStage
+
+    return lambda dead: SentimentStage(dead, windows, grace)
+
+
+def _progress(summary: StageSummary) -> None:
+    rows = sum(summary.rows.values())
+    print(
+        f"[{summary.stage}] received={summary.received} rows={rows} "
+        f"flushes={summary.flushes}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run(kind: str, args: argparse.Namespace) -> int:
+    specs = settings_for(kind)
+    values = resolve(args, specs)
+    print(f"harness process {kind}: " + "; ".join(describe(values, specs)), file=sys.stderr)
+    from processors.windowing import parse_windows
+
+    parse_windows(_csv(values["windows"]))  # a bad window is a one-line error before connecting
+    summary = run_stage(
+        _make_stage(kind, values),
+        values["transport"],
+        Path(values["output"]),
+        group=values["group"],
+        limits=RunLimits(
+            duration_s=values["duration"],
+            max_messages=values["max_messages"],
+            idle_exit_s=values["idle_exit"],
+            flush_interval_s=values["flush_interval"],
+        ),
+        run_metadata={"settings": json.dumps(redacted(values, specs))},
+        progress=None if values["quiet"] else _progress,
+    )
+    text = json.dumps(summary.as_dict(), sort_keys=True)
+    print(text, flush=True)
+    if values["summary_json"]:
+        Path(values["summary_json"]).write_text(text)
+    return 0
+
+
+def register(sub: Any) -> None:
+    for kind, help_text in (
+        ("candles", "Binance trades/tickers -> candles and ticker aggregates in HDF5"),
+        ("sentiment", "tweets -> VADER scores and per-coin window sentiment in HDF5"),
+    ):
+        parser = sub.add_parser(kind, help=help_text)
+        add_settings(parser, settings_for(kind))
+        parser.set_defaults(func=lambda args, kind=kind: run(kind, args))

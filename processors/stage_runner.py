@@ -1,0 +1,243 @@
+"""The consume -> process -> sink -> commit loop every processor stage shares.
+
+A ``Stage`` turns batches of envelopes into rows per table; the runner owns the transport and the
+HDF5 sink and enforces the order that makes a crash harmless on a replayable transport:
+
+1. on start, reopen the file at its last complete checkpoint, restore the stage's state (open
+   windows) from it and seek the subscriber to the positions stored with it;
+2. append rows, and every ``flush_interval_s`` flush rows + positions + state in one checkpoint;
+3. only then commit the transport offsets (a hint; the file's positions win on resume).
+
+On ZeroMQ nothing can be re-read: the runner records every sequence gap in the ``gaps`` table so
+the file says exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from harness.dead_letters import DeadLetters
+from sinks.hdf5 import Hdf5Sink
+from sinks.hdf5_schema import Gap
+from transports import Envelope, Subscriber, open_transport
+from transports.sequence import SequenceTracker
+
+log = logging.getLogger("processors.stage_runner")
+
+Rows = np.ndarray | list[Any]
+
+
+class Stage(abc.ABC):
+    """One processor: what it reads, what it writes, how a batch becomes rows."""
+
+    name: str
+    topics: tuple[str, ...]
+
+    def __init__(self, dead_letters: DeadLetters) -> None:
+        self.dead_letters = dead_letters
+
+    @abc.abstractmethod
+    def tables(self) -> Mapping[str, np.dtype]:
+        """Every table the stage writes (SWMR needs them all declared up front)."""
+
+    @abc.abstractmethod
+    def process(self, batch: list[Envelope]) -> Mapping[str, Rows]:
+        """Rows per table produced by this batch (closed windows, raw rows, late events)."""
+
+    @abc.abstractmethod
+    def finish(self) -> Mapping[str, Rows]:
+        """Rows still held at a clean shutdown (open windows are closed and emitted)."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> bytes:
+        """State needed to continue exactly after a restart (JSON bytes, never pickle)."""
+
+    @abc.abstractmethod
+    def restore(self, state: bytes) -> None:
+        """Load what ``snapshot`` returned (b'' means a fresh start)."""
+
+
+@dataclass
+class StageSummary:
+    stage: str
+    transport: str
+    output: str
+    received: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    duplicates: int = 0
+    flushes: int = 0
+    resumed_from: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class GapRecorder:
+    """Turns a SequenceTracker's missing numbers into ``gaps`` rows, each gap recorded once."""
+
+    def __init__(self) -> None:
+        self._recorded: dict[tuple[str, str], set[int]] = {}
+
+    def new_gaps(self, tracker: SequenceTracker) -> list[Gap]:
+        now = time.time_ns()
+        gaps: list[Gap] = []
+        for (pid, topic), missing in tracker.missing_by_stream().items():
+            done = self._recorded.setdefault((pid, topic), set())
+            fresh = sorted(missing - done)
+            done.update(fresh)
+            for first, last in _ranges(fresh):
+                gaps.append(Gap(pid, topic, first, last, now))
+        return gaps
+
+
+def _ranges(numbers: list[int]) -> Iterable[tuple[int, int]]:
+    if not numbers:
+        return
+    first = prev = numbers[0]
+    for n in numbers[1:]:
+        if n != prev + 1:
+            yield first, prev
+            first = n
+        prev = n
+    yield first, prev
+
+
+@dataclass
+class RunLimits:
+    duration_s: float = 0.0  # 0 = until stopped
+    max_messages: int = 0  # 0 = unlimited
+    idle_exit_s: float = 0.0  # stop this long after the last message (0 = never); counts
+    # only once input has started, so a processor may start before its producer
+    flush_interval_s: float = 1.0
+    batch_size: int = 5000
+
+
+class _StopFlag:
+    def __init__(self) -> None:
+        self.stop = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.stop = True
+
+
+def run_stage(
+    make_stage: Callable[[DeadLetters], Stage],
+    transport_url: str,
+    output: Path,
+    *,
+    group: str | None = None,
+    limits: RunLimits | None = None,
+    run_metadata: Mapping[str, Any] | None = None,
+    progress: Callable[[StageSummary], None] | None = None,
+) -> StageSummary:
+    """Run one stage until a limit, SIGTERM/SIGINT or end of input; returns its summary."""
+    limits = limits or RunLimits()
+    started = time.monotonic()
+    stop = _StopFlag()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    transport = open_transport(transport_url)
+    caps = transport.capabilities
+    sink_holder: list[Hdf5Sink] = []
+    dead = DeadLetters("pending", store=lambda letter: sink_holder[0].add_dead_letter(letter))
+    stage = make_stage(dead)
+    dead.source = stage.name
+    metadata = {"stage": stage.name, "transport": transport.identity, **(run_metadata or {})}
+    sink = Hdf5Sink.open_for_resume(
+        output, stage.tables(), metadata, require_positions=caps.replayable
+    )
+    sink_holder.append(sink)
+    summary = StageSummary(stage.name, transport.display_url or transport_url, str(output))
+    positions: dict[tuple[str, int], int] = {}
+    if caps.replayable:
+        positions = sink.resume_positions()
+        stage.restore(sink.resume_state())
+        summary.resumed_from = {f"{t}[{p}]": o for (t, p), o in positions.items()}
+        if positions:
+            log.info("%s: resuming from checkpoint %d at %s", stage.name,
+                     sink.checkpoint_seq, summary.resumed_from)
+    subscriber = transport.subscriber(
+        list(stage.topics), group=group, start=positions if positions else "earliest"
+    )
+    gaps = GapRecorder()
+    last_flush = last_message = time.monotonic()
+    try:
+        while not stop.stop:
+            batch = subscriber.poll(limits.batch_size, timeout=0.2)
+            now = time.monotonic()
+            if batch:
+                last_message = now
+                _append_all(sink, summary, stage.process(batch))
+                for env in batch:
+                    if env.offset >= 0:
+                        positions[(env.topic, env.partition)] = env.offset + 1
+                summary.received += len(batch)
+            _dead_letter_rejected(subscriber, dead)
+            if now - last_flush >= limits.flush_interval_s:
+                _checkpoint(sink, subscriber, stage, positions, gaps, caps.replayable, summary)
+                last_flush = now
+                if progress:
+                    progress(summary)
+            if limits.max_messages and summary.received >= limits.max_messages:
+                break
+            if limits.duration_s and now - started >= limits.duration_s:
+                break
+            idle = now - last_message
+            if limits.idle_exit_s and summary.received and idle >= limits.idle_exit_s:
+                break
+        _append_all(sink, summary, stage.finish())
+        _dead_letter_rejected(subscriber, dead)
+        _checkpoint(sink, subscriber, stage, positions, gaps, caps.replayable, summary)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        subscriber.close()
+        sink.close()
+        transport.close()
+    report = subscriber.stats.sequence.report()
+    summary.lost, summary.duplicates = report.lost, report.duplicates
+    summary.rejected = dict(subscriber.stats.rejected_by_kind)
+    summary.dead_letters = dict(dead.counts)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _append_all(sink: Hdf5Sink, summary: StageSummary, rows: Mapping[str, Rows]) -> None:
+    for table, table_rows in rows.items():
+        added = sink.append(table, table_rows)
+        summary.rows[table] = summary.rows.get(table, 0) + added
+
+
+def _dead_letter_rejected(subscriber: Subscriber, dead: DeadLetters) -> None:
+    for rejected in subscriber.drain_rejected():
+        dead.add(rejected.kind, rejected.reason, rejected.raw, source=rejected.topic or None)
+
+
+def _checkpoint(
+    sink: Hdf5Sink,
+    subscriber: Subscriber,
+    stage: Stage,
+    positions: dict[tuple[str, int], int],
+    gaps: GapRecorder,
+    replayable: bool,
+    summary: StageSummary,
+) -> None:
+    new_gaps = [] if replayable else gaps.new_gaps(subscriber.stats.sequence)
+    state = stage.snapshot() if replayable else None
+    if sink.flush(positions=dict(positions), gaps=new_gaps, state=state) is not None:
+        summary.flushes += 1
+    if replayable and positions:
+        subscriber.commit(dict(positions))

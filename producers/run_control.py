@@ -7,6 +7,8 @@ one start instant (like OMB's rate limiter), so a slow publish catches up instea
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import threading
 import time
@@ -55,6 +57,31 @@ class StopAfter:
         if self.event.wait(max(seconds, 0.0)):
             return True
         return self.reached(0)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: StopAfter) -> Iterator[None]:
+    """Context: SIGTERM or a first Ctrl-C set ``stop.event`` (flush, close, final progress line);
+    a second Ctrl-C raises ``KeyboardInterrupt`` for a user who does not want to wait."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous_int = signal.getsignal(signal.SIGINT)
+    previous_term = signal.getsignal(signal.SIGTERM)
+
+    def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and stop.event.is_set():
+            signal.signal(signal.SIGINT, previous_int)
+            raise KeyboardInterrupt
+        stop.event.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def paced(items: Iterable[T], rate: float, stop: StopAfter | None = None) -> Iterator[T]:
@@ -120,3 +147,22 @@ class ProgressReporter:
             f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in counters.items()
         )
         print(f"{head}; {body}", file=self._stream or sys.stderr, flush=True)
+
+
+def write_summary(
+    path: str | None, producer_id: str, published_by_topic: Mapping[str, int],
+    counters: Mapping[str, object],
+) -> None:
+    """The producer's final counts as JSON, for ``harness run`` to compute exact loss."""
+    if not path:
+        return
+    import json
+    from pathlib import Path
+
+    Path(path).write_text(
+        json.dumps(
+            {"producer_id": producer_id, "published_by_topic": dict(published_by_topic),
+             **counters},
+            sort_keys=True,
+        )
+    )

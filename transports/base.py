@@ -156,6 +156,11 @@ class Publisher(abc.ABC):
         self.published += 1
         return seq
 
+    @property
+    def published_by_topic(self) -> dict[str, int]:
+        """Messages handed to the transport per topic (= next sequence number per topic)."""
+        return dict(self._next_seq)
+
     @abc.abstractmethod
     def _send(
         self,

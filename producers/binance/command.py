@@ -32,7 +32,7 @@ from producers.binance.service import (
 from producers.binance.synthetic import SyntheticMarket
 from producers.binance.topics import stream_names
 from producers.recording import RecordedFrame, RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter
+from producers.run_control import ProgressReporter, StopAfter, write_summary
 from transports import open_transport
 from transports.base import new_producer_id
 
@@ -80,6 +80,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stall_timeout", 60.0, "live: reconnect after s without a frame", parse=float),
     Setting("max_skew_ms", DEFAULT_MAX_SKEW_MS, "reject E this far from receive time", parse=int),
     Setting("progress_every", 5.0, "seconds between progress lines", parse=float),
+    Setting("summary_json", None, "write the final counts (per topic) as JSON to this path"),
 )
 
 
@@ -162,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
             recorder.close()
         store.close()
         progress.final()
+        write_summary(
+            cfg["summary_json"], producer_id, publisher.published_by_topic,
+            pipeline.counters.summary(),
+        )
     if dead.total:
         print(f"  dead letters: {dead.total} in {store.path}", file=sys.stderr)
     return 0

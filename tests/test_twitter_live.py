@@ -8,6 +8,7 @@ import time
 
 import orjson
 import pytest
+from test_twitter_support import ListPublisher, ids_of
 
 from emulators.twitter import TwitterEmulator
 from harness.dead_letters import DeadLetters
@@ -16,27 +17,8 @@ from producers.run_control import StopAfter
 from producers.twitter.live import ApiCaller, ApiCounters, FilteredStream, SearchPoller, make_client
 from producers.twitter.service import TweetPipeline, run
 from producers.twitter.synthetic import DEFAULT_TWEET_FIELDS, DEFAULT_USER_FIELDS
-from transports.base import Envelope, Publisher
 
 TOKEN = "test-token-7f3a9c-never-print-me"
-
-
-class ListPublisher(Publisher):
-    """Collects envelopes in memory: the loop under test, without a transport."""
-
-    def __init__(self) -> None:
-        super().__init__("test-producer", 1_048_576)
-        self.sent: list[Envelope] = []
-
-    def _send(self, topic, value, key, headers, seq, event_time_ns, publish_time_ns) -> None:  # type: ignore[no-untyped-def]
-        self.sent.append(Envelope(topic, value, key, headers, self.producer_id, seq,
-                                  event_time_ns, publish_time_ns))
-
-    def flush(self, timeout: float = 5.0) -> None:
-        pass
-
-    def _close(self, timeout: float) -> None:
-        pass
 
 
 def poller(emu: TwitterEmulator, stop: StopAfter, token: str = TOKEN, **kwargs) -> SearchPoller:  # type: ignore[no-untyped-def]
@@ -44,10 +26,6 @@ def poller(emu: TwitterEmulator, stop: StopAfter, token: str = TOKEN, **kwargs) 
     kwargs.setdefault("interval_s", 0.05)
     return SearchPoller(make_client(token, emu.url), caller, tweet_fields=DEFAULT_TWEET_FIELDS,
                         user_fields=DEFAULT_USER_FIELDS, max_results=10, **kwargs)
-
-
-def ids_of(pub: ListPublisher) -> list[str]:
-    return [e.key.decode() for e in pub.sent if e.key is not None]
 
 
 @pytest.fixture

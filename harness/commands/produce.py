@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 #: Modules exposing ``register(subparsers)`` for ``harness produce <source>``.
-SOURCES: tuple[str, ...] = ("producers.binance.command",)
+SOURCES: tuple[str, ...] = ("producers.binance.command", "producers.twitter.command")
 
 
 def register(sub: Any) -> None:

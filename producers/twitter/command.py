@@ -3,7 +3,7 @@
     harness produce twitter --source live --mode search --interval 10   (TWITTER_BEARER_TOKEN)
     harness produce twitter --source live --api-url http://127.0.0.1:8089   (the emulator)
     harness produce twitter --source live --record tweets.jsonl.gz
-    harness produce twitter --source replay --recording tweets.jsonl.gz --speed 0
+    harness produce twitter --source replay --recording tweets.jsonl.gz --speed max
     harness produce twitter --source synthetic --rate 50 --seed 7 --max-messages 1000
 
 ``--record`` writes the raw API bodies (search pages or stream lines) with their receive times;
@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import gzip
 import logging
-import signal
 import sys
 import time
 import zlib
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from harness.dead_letters import DeadLetters, JsonlDeadLetterStore
 from harness.errors import UserError
 from harness.settings import Setting, add_settings, describe, resolve
 from producers.recording import RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter
+from producers.run_control import ProgressReporter, StopAfter, stop_on_signals
 from producers.twitter.schema import Frame
 from producers.twitter.service import SOURCE_NAME, TOPIC, TweetPipeline, run
 from producers.twitter.synthetic import (
@@ -39,6 +37,7 @@ from producers.twitter.synthetic import (
     synthetic_frames,
 )
 from transports import open_transport
+from transports.base import new_producer_id
 from transports.url import parse_float, parse_int
 
 log = logging.getLogger("producers.twitter")
@@ -46,6 +45,15 @@ log = logging.getLogger("producers.twitter")
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _speed(text: str) -> float:
+    if text.lower() in ("max", "0"):
+        return 0.0
+    value = float(text.lower().removesuffix("x"))
+    if value < 0:
+        raise ValueError("speed must be >= 0 (0 or max = as fast as possible)")
+    return value
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -58,23 +66,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("interval", 10.0, "seconds between recent-search polls", parse_float),
     Setting("api_url", "https://api.twitter.com", "API base URL (the emulator for offline use)"),
     Setting("bearer_token", None, "API v2 bearer token", secret=True, env="TWITTER_BEARER_TOKEN"),
-    Setting("tweet_fields", ",".join(DEFAULT_TWEET_FIELDS), "tweet.fields to request", _csv),
-    Setting("user_fields", ",".join(DEFAULT_USER_FIELDS),
+    Setting("tweet_fields", DEFAULT_TWEET_FIELDS, "tweet.fields to request (comma-separated)",
+            _csv),
+    Setting("user_fields", DEFAULT_USER_FIELDS,
             "user.fields for the author expansion ('' for no author info)", _csv),
     Setting("max_results", 100, "tweets per search page (10..100)", parse_int),
     Setting("first_poll_pages", 1, "pages the first poll reads (later polls read all new)",
             parse_int),
     Setting("recording", None, "recording to replay (--source replay)"),
     Setting("record", None, "write the raw API bodies received to this .jsonl.gz"),
-    Setting("speed", 1.0, "replay pace: 1 = as recorded, N = N times faster, 0 = flat out",
-            parse_float),
+    Setting("speed", 1.0, "replay pace: 1 = as recorded, N = N times faster, 0/max = flat out",
+            _speed),
     Setting("rate", 5.0, "synthetic tweets per second (0 = flat out)", parse_float),
     Setting("seed", 0, "synthetic generator seed", parse_int),
-    Setting("start_time", "now", "synthetic created_at of the first tweet (ISO 8601 or 'now')"),
+    Setting("start_ms", 0, "synthetic created_at of the first tweet, ms (0 = now)", parse_int),
     Setting("duration", 0.0, "stop after this many seconds (0 = no limit)", parse_float),
     Setting("max_messages", 0, "stop after publishing this many tweets (0 = no limit)",
             parse_int),
     Setting("topic", TOPIC, "topic to publish to"),
+    Setting("producer_id", "", "producer id in envelopes (default: host-pid-random)"),
     Setting("output_dir", "output", "where dead letters are written"),
     Setting("progress_every", 5.0, "seconds between progress lines", parse_float),
 )
@@ -87,18 +97,6 @@ def register(sub: Any) -> None:
     )
     add_settings(parser, SETTINGS)
     parser.set_defaults(func=main)
-
-
-def _start_ms(text: str) -> int:
-    if text == "now":
-        return time.time_ns() // 1_000_000
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise UserError(f"--start-time {text!r} is not ISO 8601 or 'now'") from None
-    if dt.tzinfo is None:
-        raise UserError(f"--start-time {text!r} needs a time zone (e.g. 'Z')")
-    return int(dt.timestamp() * 1000)
 
 
 def _check_recording(path_text: str | None) -> Path:
@@ -124,7 +122,7 @@ def replay_frames(path: Path, speed: float) -> Iterator[Frame]:
 def build_frames(cfg: dict[str, Any], stop: StopAfter) -> Iterator[Frame]:
     source = cfg["source"]
     if source == "synthetic":
-        gen = TweetGenerator(seed=cfg["seed"], start_ms=_start_ms(cfg["start_time"]),
+        gen = TweetGenerator(seed=cfg["seed"], start_ms=cfg["start_ms"] or time.time_ns() // 10**6,
                              rate=cfg["rate"] if cfg["rate"] > 0 else 1000.0)
         return synthetic_frames(gen, cfg["rate"], stop, cfg["tweet_fields"],
                                 cfg["user_fields"] or None)
@@ -170,14 +168,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"twitter producer: {line}", file=sys.stderr)
     stop = StopAfter(cfg["duration"], cfg["max_messages"])
     frames = build_frames(cfg, stop)  # user errors (token, recording) before opening anything
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    store = JsonlDeadLetterStore(Path(cfg["output_dir"]) / "dead_letters" /
-                                 f"twitter-{stamp}.jsonl.gz")
+    producer_id = cfg["producer_id"] or new_producer_id("twitter")
+    name = producer_id if producer_id.startswith("twitter") else f"twitter-{producer_id}"
+    store = JsonlDeadLetterStore(Path(cfg["output_dir"]) / "dead_letters" / f"{name}.jsonl.gz")
     recorder = RecordingWriter(Path(cfg["record"])) if cfg["record"] else None
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.event.set())
     try:
-        with open_transport(cfg["transport"]) as transport:
-            publisher = transport.publisher()
+        with open_transport(cfg["transport"]) as transport, stop_on_signals(stop):
+            publisher = transport.publisher(producer_id)
             try:
                 pipeline = TweetPipeline(
                     publisher, DeadLetters(SOURCE_NAME, store.write), topic=cfg["topic"],
@@ -192,7 +189,6 @@ def main(args: argparse.Namespace) -> int:
             finally:
                 publisher.close()
     finally:
-        signal.signal(signal.SIGTERM, previous)
         store.close()
         if recorder is not None:
             recorder.close()

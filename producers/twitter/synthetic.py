@@ -123,7 +123,7 @@ class TweetGenerator:
 
     def _make_user(self, index: int) -> dict[str, Any]:
         rng = self._rng
-        joined = 1_262_304_000_000 + rng.randrange(400_000_000_000)  # 2010..2022
+        joined = 1_293_840_000_000 + rng.randrange(360_000_000_000)  # 2011..2022: snowflake era
         name = USERNAMES[index % len(USERNAMES)] + ("" if index < len(USERNAMES) else str(index))
         return {
             "id": str(snowflake(joined, rng.randrange(1024), rng.randrange(4096))),

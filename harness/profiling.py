@@ -325,6 +325,7 @@ class ProfileSession:
             "seconds": seconds,
             "share_of_wall": analysis.shares(seconds, wall_s),
             "blocked_in_builtins_s": breakdown.blocked_s,
+            "blocked_share": breakdown.blocked_s / wall_s if wall_s > 0 else 0.0,
             "verdict": decided.label,
             "reason": decided.reason,
             "peak_rss_mb": _peak_rss_mb(),
@@ -376,6 +377,8 @@ def summary_text(report: dict[str, Any]) -> str:
         f"{report['runqueue_wait_s']:.2f} s",
         f"transport receive {share['transport_receive']:.1%}, transport send "
         f"{share['transport_send']:.1%}, sink {share['sink']:.1%}, own code {share['own']:.1%} "
+        "of wall",
+        f"blocked (sleep/select/poll/lock/socket waits, anywhere) {report['blocked_share']:.1%} "
         "of wall",
         f"reason: {report['reason']}",
         f"peak RSS {report['peak_rss_mb']:.1f} MiB",

@@ -55,7 +55,7 @@ def summary_table(directory: Path) -> str:
     if not reports:
         return f"{directory}: no profiles (run with harness --profile {directory} ...)\n"
     header = ("process", "transport", "wall s", "CPU s", "CPU/wall", "recv %", "send %",
-              "sink %", "own %", "peak RSS MiB", "verdict")
+              "sink %", "own %", "blocked %", "peak RSS MiB", "verdict")
     rows = [header] + [_row(r) for r in reports]
     return _table(rows) + "\n" + _hot_spots(reports)
 
@@ -73,6 +73,7 @@ def comparison_table(folders: Sequence[tuple[str, Path]]) -> str:
                                           + r["share_of_wall"]["transport_send"])),
         ("in sink %", lambda r: _pct(r["share_of_wall"]["sink"])),
         ("own code %", lambda r: _pct(r["share_of_wall"]["own"])),
+        ("blocked %", lambda r: _pct(r.get("blocked_share", 0.0))),
         ("peak RSS MiB", lambda r: f"{r['peak_rss_mb']:.0f}"),
         ("verdict", lambda r: str(r["verdict"])),
     )
@@ -95,6 +96,7 @@ def _merge(reports: list[dict[str, Any]]) -> dict[str, Any] | None:
               for k in reports[0]["share_of_wall"]}
     verdicts = sorted({str(r["verdict"]) for r in reports})
     return {
+        "blocked_share": sum(r.get("blocked_share", 0.0) * r["wall_s"] for r in reports) / wall,
         "wall_s": max(r["wall_s"] for r in reports),
         "cpu_wall_ratio": sum(r["cpu_s"] for r in reports) / wall,
         "share_of_wall": shares,
@@ -113,7 +115,7 @@ def _row(r: dict[str, Any]) -> list[str]:
         r["process"], str(r.get("transport") or "-"), f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}",
         f"{r['cpu_wall_ratio']:.2f}", _pct(share["transport_receive"]),
         _pct(share["transport_send"]), _pct(share["sink"]), _pct(share["own"]),
-        f"{r['peak_rss_mb']:.0f}", str(r["verdict"]),
+        _pct(r.get("blocked_share", 0.0)), f"{r['peak_rss_mb']:.0f}", str(r["verdict"]),
     ]
 
 

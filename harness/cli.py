@@ -19,6 +19,8 @@ from harness.settings import SettingError
 from transports.base import TransportError
 
 COMMANDS: tuple[str, ...] = (
+    "harness.commands.demo",
+    "harness.commands.run",
     "harness.commands.produce",
     "harness.commands.process",
     "harness.commands.broker",

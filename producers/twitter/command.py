@@ -27,7 +27,7 @@ from harness.dead_letters import DeadLetters, JsonlDeadLetterStore
 from harness.errors import UserError
 from harness.settings import Setting, add_settings, describe, resolve
 from producers.recording import RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter, stop_on_signals
+from producers.run_control import ProgressReporter, StopAfter, stop_on_signals, write_summary
 from producers.twitter.schema import Frame
 from producers.twitter.service import SOURCE_NAME, TOPIC, TweetPipeline, run
 from producers.twitter.synthetic import (
@@ -87,6 +87,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("producer_id", "", "producer id in envelopes (default: host-pid-random)"),
     Setting("output_dir", "output", "where dead letters are written"),
     Setting("progress_every", 5.0, "seconds between progress lines", parse_float),
+    Setting("summary_json", None, "write the final counts (per topic) as JSON to this path"),
 )
 
 
@@ -188,6 +189,10 @@ def main(args: argparse.Namespace) -> int:
                     progress.final()
             finally:
                 publisher.close()
+            write_summary(
+                cfg["summary_json"], producer_id, publisher.published_by_topic,
+                pipeline.snapshot(),
+            )
     finally:
         store.close()
         if recorder is not None:

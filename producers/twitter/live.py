@@ -257,6 +257,10 @@ class _QueueingStream(tweepy.StreamingClient):
         self.counters.stream_connects += 1
         log.info("stream connected (connection %d)", self.counters.stream_connects)
 
+    def on_closed(self, response: requests.Response) -> None:
+        if self.running:  # not our own disconnect(): tweepy reconnects right away
+            log.warning("stream closed by the server; reconnecting")
+
     def on_keep_alive(self) -> None:
         self.counters.keep_alives += 1
 

@@ -28,10 +28,9 @@ from typing import Any
 
 import yaml
 
-from harness.settings import Setting, SettingError, resolve
 from transports import backend_class
 from transports.base import TransportError
-from transports.url import Option, parse_url
+from transports.url import Option, parse_bool, parse_url
 
 #: The image every harness service runs (built from the repository's Dockerfile).
 HARNESS_IMAGE = "dual-transport-harness"
@@ -258,14 +257,56 @@ def parse_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argpa
         raise ComposeError(lines[-1] if lines else f"cannot parse {list(argv)}") from None
 
 
-def settings_of(args: argparse.Namespace) -> tuple[Setting, ...]:
-    """The ``Setting`` declarations of the command ``args`` selected (its module's SETTINGS)."""
-    func: Callable[..., Any] | None = getattr(args, "func", None)
-    module = sys.modules.get(getattr(func, "__module__", "") or "")
-    settings = getattr(module, "SETTINGS", None)
-    if not settings or not all(isinstance(s, Setting) for s in settings):
-        raise ComposeError(f"command module {getattr(module, '__name__', '?')} has no SETTINGS")
-    return tuple(settings)
+#: ``harness.settings.add_settings`` writes each flag's environment variable into its help.
+_ENV_IN_HELP = re.compile(r"\[env (\S+?);")
+
+
+def command_parser(parser: argparse.ArgumentParser,
+                   argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub)parser that handles ``argv``: ``produce binance`` -> that subcommand's parser."""
+    current = parser
+    for token in argv:
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or token not in subs[0].choices:
+            break
+        current = subs[0].choices[token]
+    return current
+
+
+def env_settings(parser: argparse.ArgumentParser,
+                 argv: Sequence[str]) -> dict[str, argparse.Action]:
+    """Environment variable -> flag, for every setting of the command ``argv`` selects."""
+    out = {}
+    for action in command_parser(parser, argv)._actions:
+        match = _ENV_IN_HELP.search(action.help or "")
+        if match:
+            out[match.group(1)] = action
+    return out
+
+
+def effective_values(parser: argparse.ArgumentParser, argv: Sequence[str],
+                     environment: Mapping[str, str]) -> dict[str, Any]:
+    """What the command would run with, per setting: the flag, else the environment variable
+    (parsed and checked like ``harness.settings.resolve``), else None (= its default)."""
+    args = parse_command(parser, argv)
+    values: dict[str, Any] = {}
+    for var, action in env_settings(parser, argv).items():
+        value = getattr(args, action.dest, None)
+        raw = environment.get(var)
+        if value is None and raw:
+            if isinstance(action, argparse.BooleanOptionalAction):
+                convert: Callable[[str], Any] = parse_bool
+            else:
+                convert = action.type if callable(action.type) else str
+            try:
+                value = convert(raw)
+            except (ValueError, TypeError) as exc:
+                raise ComposeError(f"{var}={raw!r} is not valid for "
+                                   f"{action.option_strings[0]}: {exc}") from None
+            if action.choices and value not in action.choices:
+                raise ComposeError(f"{var}={raw!r} is not one of {', '.join(action.choices)}")
+        values[action.dest] = value
+    return values
 
 
 def option_spec(url: str) -> Mapping[str, Option]:
@@ -287,21 +328,20 @@ def check_harness_service(parser: argparse.ArgumentParser, name: str,
         return []  # a different program in the same image (e.g. jupyter): nothing to parse
     if not isinstance(command, list) or not command:
         return [f"{name}: command must be a non-empty list (exec form)"]
-    try:
-        args = parse_command(parser, [str(c) for c in command])
-        settings = settings_of(args)
-    except ComposeError as exc:
-        return [f"{name}: command {' '.join(map(str, command))!r}: {exc}"]
-    problems = []
-    known = {s.env_var: s for s in settings}
+    argv = [str(c) for c in command]
     environment = {k: v for k, v in (service.get("environment") or {}).items() if v is not None}
-    for var in environment:
-        if var.startswith("HARNESS_") and var not in known:
-            problems.append(f"{name}: {var} is not a setting of "
-                            f"'harness {' '.join(map(str, command[:2]))}'")
     try:
-        resolved = resolve(args, settings, environment)
-    except SettingError as exc:
+        parse_command(parser, argv)
+    except ComposeError as exc:
+        return [f"{name}: command {' '.join(argv)!r}: {exc}"]
+    known = env_settings(parser, argv)
+    if not known:
+        return [f"{name}: 'harness {' '.join(argv[:2])}' declares no settings"]
+    problems = [f"{name}: {var} is not a setting of 'harness {' '.join(argv[:2])}'"
+                for var in environment if var.startswith("HARNESS_") and var not in known]
+    try:
+        resolved = effective_values(parser, argv, environment)
+    except ComposeError as exc:
         return [*problems, f"{name}: {exc}"]
     transport = resolved.get("transport")
     if isinstance(transport, str):

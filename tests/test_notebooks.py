@@ -1,7 +1,8 @@
 """The notebooks run top to bottom on freshly generated data, in a real Jupyter kernel.
 
-Data: the pipeline over ZeroMQ on synthetic input (``harness run`` when it exists, else the
-application services of compose/zmq.yml started as local processes: the same stage commands),
+Data: the pipeline over ZeroMQ on synthetic input (``harness run``, the README's command; or,
+with ``HARNESS_NOTEBOOK_DATA=compose`` or before ``run`` existed, the application services of
+compose/zmq.yml started as local processes: the same stage commands),
 and a tiny real ``harness bench`` run. Parameters are injected by replacing the cell tagged
 ``parameters``. ``HARNESS_UPDATE_DOCS_IMG=1`` also writes each notebook's figure (the cell
 tagged ``readme-figure``) to docs/img/<notebook>.png for the README.
@@ -68,7 +69,7 @@ def kernel_name() -> str:
 def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """market.h5 and sentiment.h5 from ~8 s of the synthetic pipeline over ZeroMQ."""
     out = tmp_path_factory.mktemp("pipeline")
-    if "run" in _subcommands():
+    if "run" in _subcommands() and os.environ.get("HARNESS_NOTEBOOK_DATA") != "compose":
         cmd = [sys.executable, "-m", "harness.cli", "run", "--transport", "zmq", "--source",
                "synthetic", "--duration", "8", "--output-dir", str(out)]
         done = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=180)
@@ -79,16 +80,20 @@ def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                     "BINANCE_SYNTHETIC_RATE": "100",
                                     "TWITTER_SYNTHETIC_RATE": "20"})
         (out / "dead-letters").mkdir()
+        for name in ("candles-processor", "sentiment-processor"):
+            project.services[name]["environment"]["HARNESS_IDLE_EXIT"] = "3"
         codes = run_locally(
             project,
-            [(("candles-processor", "sentiment-processor"), 14.0),
+            [(("candles-processor", "sentiment-processor"), 30.0),
              (("binance-producer", "twitter-producer"), 8.0)],
             local_endpoints(project, {}, free_tcp_port), {"/output": out}, out, settle_s=0.5)
         logs = "\n".join((out / f"{n}.log").read_text()[-2000:] for n in codes)
         assert set(codes.values()) == {0}, (codes, logs)
-    for name in ("market.h5", "sentiment.h5"):
-        assert (out / name).is_file(), sorted(p.name for p in out.iterdir())
-    return out
+    found = {name: sorted(out.rglob(name)) for name in ("market.h5", "sentiment.h5")}
+    assert all(len(paths) == 1 for paths in found.values()), found
+    folder = found["market.h5"][0].parent  # harness run writes <output-dir>/<transport>/
+    assert found["sentiment.h5"][0].parent == folder
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -172,10 +177,14 @@ def test_market_notebook_plots_candles_volume_and_trade_counts(
 @pytest.mark.slow
 def test_sentiment_notebook_joins_tweets_with_price_windows(
         pipeline_output: Path, kernel_name: str) -> None:
+    import h5py
+
+    with h5py.File(pipeline_output / "sentiment.h5", "r") as f:  # harness run also has 1 s
+        window = "1s" if "sentiment_1s" in f else "1m"
     result = run_notebook("sentiment", f"""
         SENTIMENT_H5 = "{pipeline_output / 'sentiment.h5'}"
         MARKET_H5 = "{pipeline_output / 'market.h5'}"
-        WINDOW = "1m"
+        WINDOW = "{window}"
         COINS = ["BTC", "ETH"]
         QUOTE = "USDT"
     """, kernel_name)

@@ -1,0 +1,119 @@
+"""Chaos results in the benchmark results format: one HDF5 file plus a Markdown report.
+
+``chaos.h5`` has the layout of ``harness bench`` files (root ``metadata`` JSON attribute with git
+revision, host, versions, settings; tables written by the same writer) with one ``/chaos`` table:
+a row per scenario x transport. It is named ``chaos.h5`` rather than ``results.h5`` so the
+benchmark notebook's "newest results.h5" lookup keeps finding benchmark runs; read it with
+``read_chaos`` (or ``pandas.DataFrame(h5py.File(p)["chaos"][()])``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from harness.bench.results import PACKAGES, _git_revision, _read_table, _write_table
+from harness.chaos.scenarios import ScenarioResult
+
+COLUMNS = ("delivered", "lost", "duplicated", "reordered", "reported_lost", "reported_net",
+           "recovery_s")
+
+
+def chaos_metadata(settings: dict[str, Any]) -> dict[str, Any]:
+    from importlib import metadata as importlib_metadata
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {
+        "workload": "chaos",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_revision": _git_revision(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count() or 0,
+        "versions": versions,
+        "settings": settings,
+    }
+
+
+def write_chaos(path: Path, results: list[ScenarioResult], metadata: dict[str, Any],
+                partial: bool) -> None:
+    tmp = path.with_suffix(".h5.tmp")
+    with h5py.File(tmp, "w") as f:
+        meta = {**metadata, "partial": partial}
+        f.attrs["metadata"] = json.dumps(meta, default=str)
+        for key in ("git_revision", "host", "cpu_count", "started"):
+            f.attrs[key] = meta.get(key, "")
+        f.attrs["partial"] = partial
+        _write_table(f, "chaos", [r.row() for r in results])
+    os.replace(tmp, path)
+
+
+def read_chaos(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    file = path / "chaos.h5" if path.is_dir() else path
+    with h5py.File(file, "r") as f:
+        return json.loads(f.attrs["metadata"]), _read_table(f, "chaos")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.2f}"
+    return str(value)
+
+
+def markdown(results: list[ScenarioResult], metadata: dict[str, Any]) -> str:
+    head = ["scenario", "transport", "sent", *COLUMNS, "passed", "expectation"]
+    lines = [
+        "# harness chaos",
+        "",
+        f"git {metadata.get('git_revision')} on {metadata.get('host')}, "
+        f"{metadata.get('started')}; settings: `{json.dumps(metadata.get('settings', {}))}`",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in results:
+        cells = [r.scenario, r.transport, r.sent, *(getattr(r, c) for c in COLUMNS),
+                 "yes" if r.passed else ("ERROR" if r.status != "ok" else "NO"), r.expectation]
+        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    lines += ["", "## Notes", ""]
+    lines += [f"- **{r.scenario} / {r.transport}**: {r.note.strip()}" for r in results
+              if r.note.strip()]
+    lines += ["", "lost = sent - distinct (producer, seq) in the HDF5 trades table (the truth); "
+              "reported_lost = what the processor wrote to its gaps table; "
+              "reported_net = those gaps minus sequence numbers the file holds after all "
+              "(a restarted ZeroMQ processor does not know what its predecessor received); "
+              "recovery_s = worst "
+              "time from the end of a fault until the file held more trades than before it."]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(results: list[ScenarioResult]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="harness chaos: scenario x transport")
+    for col in ("scenario", "transport", "sent", *COLUMNS, "passed"):
+        table.add_column(col, justify="left" if col in ("scenario", "transport") else "right")
+    for r in results:
+        failed = "[red]ERROR[/]" if r.status != "ok" else "[red]NO[/]"
+        ok = "[green]yes[/]" if r.passed else failed
+        table.add_row(r.scenario, r.transport, _fmt(r.sent),
+                      *(_fmt(getattr(r, c)) for c in COLUMNS), ok)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a log file or pipe: keep the column names whole
+    console.print(table)

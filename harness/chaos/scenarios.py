@@ -1,0 +1,295 @@
+"""The fault scenarios: each runs real producer/processor processes and injects one fault.
+
+A scenario gets a ``Setup`` (transport URLs, work folder, broker handle) and returns a
+``ScenarioResult`` whose numbers come from ``accounting.account``: what the producers sent vs what
+the HDF5 file holds. ``expectation`` states what must hold for that transport, ``passed`` whether
+it did; nothing is asserted that the transport does not promise.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.chaos.accounting import Accounting, account, trade_rows
+from harness.chaos.processes import Stage, file_size_limit, wait_rows_above
+from transports.embedded_broker import EmbeddedBroker
+from transports.url import redact_url
+
+
+@dataclass
+class Setup:
+    transport: str  # "kafka", "zmq-pushpull", "zmq-pubsub"
+    producer_url: str
+    processor_url: str
+    workdir: Path
+    rate: float
+    messages: int
+    broker: EmbeddedBroker | None = None
+
+    @property
+    def output(self) -> Path:
+        return self.workdir / "market.h5"
+
+    @property
+    def replayable(self) -> bool:
+        return self.transport == "kafka"
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    transport: str
+    url: str
+    status: str = "ok"  # ok | error (the harness itself failed; see note)
+    sent: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    reported_lost: int = 0
+    reported_but_present: int = 0
+    reported_net: int = 0  # reported gaps minus those present in the file after all
+    faults: int = 0
+    recovery_s: float = math.nan  # worst time from fault end until the file grew past it
+    recovery_mean_s: float = math.nan
+    expectation: str = ""
+    passed: bool = False
+    note: str = ""
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def absorb(self, acc: Accounting) -> None:
+        for key, value in acc.as_dict().items():
+            if hasattr(self, key):
+                setattr(self, key, value)
+        self.reported_net = acc.reported_lost - acc.reported_but_present
+
+    def row(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        out.update({f"x_{k}": v for k, v in self.extra.items()})
+        return out
+
+
+# -- stage helpers ---------------------------------------------------------------------------
+
+
+def producer(setup: Setup, pid: str, messages: int, seed: int, rate: float | None = None) -> Stage:
+    return Stage(f"producer-{pid}", [
+        "produce", "binance", "--source", "synthetic", "--streams", "trade",
+        "--symbols", "btcusdt,ethusdt", "--seed", str(seed), "--rate", str(rate or setup.rate),
+        "--max-messages", str(messages), "--producer-id", pid, "--transport", setup.producer_url,
+        "--output-dir", str(setup.workdir / "producer"), "--progress-every", "2",
+    ], setup.workdir / "logs")
+
+
+def processor(setup: Setup, n: int, *, output: Path | None = None, idle_exit: float = 4.0,
+              preexec: Callable[[], None] | None = None) -> Stage:
+    return Stage(f"processor-{n}", [
+        "process", "candles", "--transport", setup.processor_url,
+        "--output", str(output or setup.output), "--windows", "1s,1m", "--grace-ms", "500",
+        "--flush-interval", "0.2", "--idle-exit", str(idle_exit), "--quiet",
+    ], setup.workdir / "logs", preexec)
+
+
+def _finish(setup: Setup, producers: list[Stage], proc: Stage, sent: dict[str, int],
+            result: ScenarioResult) -> None:
+    budget = setup.messages / setup.rate + 60
+    for p in producers:
+        code = p.wait(budget)
+        if code != 0:
+            result.note += f" {p.name} exit {code}: {p.last_line()[:160]};"
+    code = proc.wait(60)
+    if code not in (0, None):
+        result.note += f" {proc.name} exit {code}: {proc.last_line()[:160]};"
+    result.absorb(account(setup.output, sent))
+
+
+def _recovery(result: ScenarioResult, times: list[float]) -> None:
+    result.faults = len(times)
+    done = [t for t in times if not math.isnan(t)]
+    if done:
+        result.recovery_s = max(done) if len(done) == len(times) else math.nan
+        result.recovery_mean_s = sum(done) / len(done)
+
+
+def _exact_loss(result: ScenarioResult) -> bool:
+    return result.reported_net == result.lost
+
+
+def _judge_no_loss_or_exact(setup: Setup, result: ScenarioResult) -> None:
+    if setup.replayable:
+        result.expectation = "lost == 0 and duplicated == 0"
+        result.passed = result.lost == 0 and result.duplicated == 0 and result.sent > 0
+    else:
+        result.expectation = "reported loss (gaps not in file) == true loss"
+        result.passed = _exact_loss(result) and result.sent > 0
+
+
+# -- scenarios -------------------------------------------------------------------------------
+
+
+def processor_kill(setup: Setup, kills: int = 3) -> ScenarioResult:
+    """kill -9 the processor mid-run ``kills`` times, restarting it each time."""
+    result = ScenarioResult("processor_kill", setup.transport, redact_url(setup.producer_url))
+    pid = f"chaos-kill-{setup.transport}"
+    proc = processor(setup, 0)
+    prod = producer(setup, pid, setup.messages, seed=11)
+    times: list[float] = []
+    started = time.monotonic()
+    duration = setup.messages / setup.rate
+    for n in range(1, kills + 1):
+        time.sleep(max(0.0, started + duration * n / (kills + 1) - time.monotonic()))
+        if prod.proc.poll() is not None:
+            result.note += f" producer had finished before kill {n};"
+        before = trade_rows(setup.output)
+        proc.kill()
+        proc = processor(setup, n)
+        times.append(wait_rows_above(setup.output, before, 30, proc, enough=setup.messages,
+                                     feeder=prod))
+    _recovery(result, times)
+    _finish(setup, [prod], proc, {pid: setup.messages}, result)
+    _judge_no_loss_or_exact(setup, result)
+    return result
+
+
+def processor_stall(setup: Setup, stall_s: float = 3.0) -> ScenarioResult:
+    """SIGSTOP the processor for ``stall_s`` then SIGCONT: back-pressure, drops or lag."""
+    result = ScenarioResult("processor_stall", setup.transport, redact_url(setup.producer_url))
+    pid = f"chaos-stall-{setup.transport}"
+    proc = processor(setup, 0)
+    prod = producer(setup, pid, setup.messages, seed=12)
+    wait_rows_above(setup.output, 0, 30, proc)
+    time.sleep(0.5)
+    proc.signal(signal.SIGSTOP)
+    stopped_at = trade_rows(setup.output)
+    time.sleep(stall_s)
+    proc.signal(signal.SIGCONT)
+    backlog = int(setup.rate * stall_s)
+    # recovery: the processor has taken in as many trades as arrived during the stall
+    _recovery(result, [wait_rows_above(setup.output, stopped_at + backlog, 60, proc,
+                                        enough=setup.messages, feeder=prod)])
+    result.extra["stall_s"] = stall_s
+    _finish(setup, [prod], proc, {pid: setup.messages}, result)
+    if setup.transport == "zmq-pushpull":
+        result.expectation = "back-pressure: lost == 0, reported == true loss"
+        result.passed = result.lost == 0 and _exact_loss(result)
+    else:
+        _judge_no_loss_or_exact(setup, result)
+    return result
+
+
+def producer_restart(setup: Setup) -> ScenarioResult:
+    """Stop the producer mid-run and start a new one (new id, sequence numbers from 0)."""
+    result = ScenarioResult("producer_restart", setup.transport, redact_url(setup.producer_url))
+    first, second = f"chaos-prod1-{setup.transport}", f"chaos-prod2-{setup.transport}"
+    half = setup.messages // 2
+    proc = processor(setup, 0, idle_exit=6.0)
+    p1 = producer(setup, first, half, seed=13)
+    p1.wait(half / setup.rate + 60)
+    before = trade_rows(setup.output)
+    p2 = producer(setup, second, setup.messages - half, seed=14)
+    _recovery(result, [wait_rows_above(setup.output, before, 30, proc, feeder=p2)])
+    _finish(setup, [p2], proc, {first: half, second: setup.messages - half}, result)
+    _judge_no_loss_or_exact(setup, result)
+    return result
+
+
+def broker_restart(setup: Setup) -> ScenarioResult:
+    """Kafka only: restart the embedded broker mid-run and report what survived (nothing)."""
+    result = ScenarioResult("broker_restart", setup.transport, redact_url(setup.producer_url))
+    assert setup.broker is not None
+    first, second = "chaos-broker1", "chaos-broker2"
+    half = setup.messages // 2
+    proc = processor(setup, 0, idle_exit=8.0)
+    p1 = producer(setup, first, half, seed=15)
+    p1.wait(half / setup.rate + 60)
+    wait_rows_above(setup.output, half - 1, 20, proc)
+    setup.broker.stop()
+    setup.broker.start()
+    restarted = time.monotonic()
+    before = trade_rows(setup.output)
+    p2 = producer(setup, second, setup.messages - half, seed=16)
+    _recovery(result, [wait_rows_above(setup.output, before, 30, proc, feeder=p2)])
+    _finish(setup, [p2], proc, {first: half, second: setup.messages - half}, result)
+    result.extra["restart_s"] = round(time.monotonic() - restarted, 3)
+    result.expectation = "report only: the embedded broker keeps topics, data and offsets in memory"
+    result.passed = True
+    result.note += (" embedded Tansu broker uses memory storage: a restart loses every topic, "
+                    "record and committed offset; the processor's stored positions point past "
+                    "the new, empty log.")
+    return result
+
+
+def disk_full(setup: Setup, limit_bytes: int = 400_000) -> ScenarioResult:
+    """The processor's file hits a size limit (EFBIG, like ENOSPC); then it restarts with room."""
+    result = ScenarioResult("disk_full", setup.transport, redact_url(setup.producer_url))
+    pid = f"chaos-disk-{setup.transport}"
+    proc = processor(setup, 0, preexec=file_size_limit(limit_bytes))
+    prod = producer(setup, pid, setup.messages, seed=17)
+    code = proc.wait(setup.messages / setup.rate + 30)
+    failed_with = proc.last_line()[:200]
+    rows_after_failure = trade_rows(setup.output)  # readable, at its last good checkpoint
+    result.extra.update(exit_code=-1 if code is None else code, rows_at_failure=rows_after_failure)
+    proc = processor(setup, 1)
+    _recovery(result, [wait_rows_above(setup.output, rows_after_failure, 30, proc,
+                                        feeder=prod)])
+    _finish(setup, [prod], proc, {pid: setup.messages}, result)
+    clear = code not in (0, None) and "error" in failed_with.lower()
+    result.note += f" first run: exit {code}: {failed_with!r};"
+    if setup.replayable:
+        result.expectation = "clear error, file readable, restart with room: lost 0, dup 0"
+        result.passed = clear and result.lost == 0 and result.duplicated == 0
+    else:
+        result.expectation = "clear error, file readable; loss only while no processor ran"
+        result.passed = clear and result.reported_net <= result.lost
+    return result
+
+
+def unwritable_output(setup: Setup) -> ScenarioResult:
+    """Output path whose folder cannot be created: a one-line error before anything is read."""
+    result = ScenarioResult("unwritable_output", setup.transport, redact_url(setup.producer_url))
+    blocker = setup.workdir / "not-a-folder"
+    blocker.write_text("a file where the output folder should be\n")
+    pid = f"chaos-unwritable-{setup.transport}"
+    prod = producer(setup, pid, setup.messages, seed=18)
+    bad = processor(setup, 0, output=blocker / "market.h5")
+    code = bad.wait(60)
+    line = bad.last_line()
+    result.note += f" exit {code}: {line[:200]!r};"
+    proc = processor(setup, 1)
+    _recovery(result, [wait_rows_above(setup.output, 0, 30, proc, feeder=prod)])
+    _finish(setup, [prod], proc, {pid: setup.messages}, result)
+    clear = code == 2 and line.startswith("harness process: error:")
+    if setup.replayable:
+        result.expectation = "exit 2 with a one-line error; nothing consumed: lost 0, dup 0"
+        result.passed = clear and result.lost == 0 and result.duplicated == 0
+    else:
+        result.expectation = "exit 2 with a one-line error; reported == true loss"
+        result.passed = clear and _exact_loss(result)
+    return result
+
+
+SCENARIOS: dict[str, Callable[[Setup], ScenarioResult]] = {
+    "processor_kill": processor_kill,
+    "processor_stall": processor_stall,
+    "producer_restart": producer_restart,
+    "broker_restart": broker_restart,
+    "disk_full": disk_full,
+    "unwritable_output": unwritable_output,
+}
+#: Which transports each scenario runs on (broker restart needs a broker; the stall contrasts
+#: PUSH/PULL back-pressure with PUB/SUB dropping).
+TRANSPORTS: dict[str, tuple[str, ...]] = {
+    "processor_kill": ("kafka", "zmq-pushpull"),
+    "processor_stall": ("kafka", "zmq-pushpull", "zmq-pubsub"),
+    "producer_restart": ("kafka", "zmq-pushpull"),
+    "broker_restart": ("kafka",),
+    "disk_full": ("kafka", "zmq-pushpull"),
+    "unwritable_output": ("kafka", "zmq-pushpull"),
+}

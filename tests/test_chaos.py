@@ -1,0 +1,52 @@
+"""``harness chaos --quick`` as users run it: kill -9 the processor three times on each transport.
+
+Kafka must lose and duplicate nothing; ZeroMQ must report exactly what it lost, where the truth
+is recomputed by this test from what the producer sent and what the HDF5 file holds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.chaos.results import read_chaos
+from sinks.hdf5_reader import read_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_quick_chaos_run_kafka_exactly_once_zmq_loss_reported_exactly(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "chaos", "--quick", "--results-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, cwd=ROOT, check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    (run_dir,) = tmp_path.glob("*-chaos")
+    metadata, rows = read_chaos(run_dir)
+    assert metadata["settings"]["quick"] is True and metadata["git_revision"]
+    assert (run_dir / "report.md").read_text().count("| processor_kill |") == 2
+    by_transport = {r["transport"]: r for r in rows}
+    assert set(by_transport) == {"kafka", "zmq-pushpull"}
+    for row in rows:
+        assert row["status"] == "ok", row["note"]
+        assert row["faults"] == 3 and row["sent"] == 9000
+
+    kafka = by_transport["kafka"]
+    assert kafka["lost"] == 0 and kafka["duplicated"] == 0, kafka
+    assert kafka["delivered"] == kafka["sent"]
+
+    zmq = by_transport["zmq-pushpull"]
+    # The truth, recomputed here from the producer's id and count and from the file itself.
+    output = run_dir / "runs" / "processor_kill-zmq-pushpull" / "market.h5"
+    trades = read_table(output, "trades")
+    mine = trades["seq"][trades["producer_id"] == b"chaos-kill-zmq-pushpull"]
+    true_lost = 9000 - len(set(mine.tolist()) & set(range(9000)))
+    assert zmq["lost"] == true_lost
+    assert zmq["reported_net"] == true_lost, zmq
+    assert zmq["duplicated"] == 0
+    assert done.returncode == 0, done.stdout[-3000:]

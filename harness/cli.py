@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "harness.commands.process",
     "harness.commands.broker",
     "harness.commands.bench",
+    "harness.commands.chaos",
     "harness.commands.profile",
 )
 

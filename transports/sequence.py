@@ -90,6 +90,18 @@ class SequenceTracker:
         """(producer_id, topic) -> sequence numbers not (yet) received; copies, safe to keep."""
         return {k: set(s.missing) for k, s in self._streams.items() if s.missing}
 
+    def export_streams(self) -> list[tuple[str, str, int, list[int]]]:
+        """(producer_id, topic, highest seq, sorted missing) per stream, for a checkpoint."""
+        return [(p, t, s.highest, sorted(s.missing)) for (p, t), s in self._streams.items()]
+
+    def restore_stream(
+        self, producer_id: str, topic: str, highest: int, missing: list[int]
+    ) -> None:
+        """Continue a stream from a checkpoint, so a restarted receiver counts only new gaps."""
+        stream = self._streams[(producer_id, topic)] = _Stream()
+        stream.highest = highest
+        stream.missing = set(missing)
+
     def merge(self, other: SequenceTracker) -> None:
         """Combine load-balanced subscribers' views: a gap in one may be filled by another."""
         self.unsequenced += other.unsequenced

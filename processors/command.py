@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,8 @@ def _csv(text: str) -> tuple[str, ...]:
 def settings_for(kind: str) -> list[Setting]:
     return [
         Setting("transport", DEFAULT_ENDPOINTS[kind], "transport URL to consume from"),
-        Setting("output", DEFAULT_OUTPUTS[kind], "HDF5 file to write (resumed if it exists)"),
+        Setting("output", DEFAULT_OUTPUTS[kind], "HDF5 file to write (resumed if it exists); "
+                "{hostname} and {pid} are replaced, so scaled replicas get one file each"),
         Setting("group", None, "Kafka consumer group to share work (default: read all "
                 "partitions by assignment and resume from the file's positions)"),
         Setting("windows", ",".join(DEFAULT_WINDOWS), "tumbling window sizes", parse=str),
@@ -77,10 +80,15 @@ def run(kind: str, args: argparse.Namespace) -> int:
     from processors.windowing import parse_windows
 
     parse_windows(_csv(values["windows"]))  # a bad window is a one-line error before connecting
+    output = Path(
+        values["output"].replace("{hostname}", socket.gethostname()).replace(
+            "{pid}", str(os.getpid())
+        )
+    )
     summary = run_stage(
         _make_stage(kind, values),
         values["transport"],
-        Path(values["output"]),
+        output,
         group=values["group"],
         limits=RunLimits(
             duration_s=values["duration"],

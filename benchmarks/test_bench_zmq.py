@@ -2,22 +2,33 @@
 
 Each round moves N 200-byte messages over tcp loopback. The sender is a separate *process*
 (``python -c``; a thread would share the GIL with the receiver and measure contention instead);
-the receiver runs here and binds. The raw sender sends one pre-encoded envelope frame N times
-(the same bytes on the wire as the interface sends) and the raw receiver only calls recv(); the
-interface sender calls ``publish`` (sequence numbers, timestamps, framing) and the receiver calls
-``poll`` (decode to Envelope, sequence tracking, counters). Throughput is counted from the first
-to the last message received, so process start-up is excluded; the best of ROUNDS is reported
-because the machine is shared. The overhead summary is printed at the end of the run.
+the receiver runs here and binds. Three loops, same run:
+
+- ``raw``: the sender sends one pre-encoded envelope frame N times (the same size on the wire as
+  the interface) and the receiver only calls recv(): no per-message work at all.
+- ``raw+meta``: the sender encodes a real envelope per message (``encode_frame`` with its own
+  sequence number and publish time) and the receiver does the minimum a consumer needs to *use*
+  that metadata: one ``struct.unpack_from`` for seq/timestamps and a slice for the value (no
+  classes, no loss accounting). interface vs raw+meta is the abstraction's cost; raw vs raw+meta
+  is the cost of carrying latency/loss metadata at all.
+- ``interface``: the sender calls ``publish`` (sequence numbers, timestamps, framing) and the
+  receiver calls ``poll`` (decode to Envelope, sequence tracking, counters).
+
+Throughput is counted from the first to the last message received, so process start-up is
+excluded; the best of ROUNDS is reported because the machine is shared. The overhead summary is
+printed at the end of the run.
 
     .venv/bin/pytest benchmarks/test_bench_zmq.py --benchmark-only
 """
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +61,22 @@ sock.close(linger=30_000)
 ctx.term()
 """
 
+RAW_META_SENDER = """
+import sys, time, zmq
+port, n, payload = int(sys.argv[1]), int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+from transports.framing import encode_frame
+ctx = zmq.Context()
+sock = ctx.socket(zmq.PUSH)
+sock.sndhwm = 100_000
+sock.connect(f"tcp://127.0.0.1:{port}")
+send = sock.send
+now = time.time_ns
+for seq in range(n):
+    send(encode_frame("trades", payload, None, (), "bench", seq, 0, now()))
+sock.close(linger=30_000)
+ctx.term()
+"""
+
 INTERFACE_SENDER = """
 import sys
 from transports import open_transport
@@ -68,15 +95,26 @@ def spawn(script: str, target: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", script, target, str(N), PAYLOAD.hex()], cwd=ROOT)
 
 
-def run_raw() -> float:
+@contextmanager
+def raw_pull(script: str) -> Iterator[zmq.Socket[bytes]]:
+    """A bound PULL socket with the interface's defaults, and ``script`` sending to it."""
     port = free_tcp_port()
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
     sock.rcvhwm = 100_000
     sock.linger = 0
     sock.bind(f"tcp://127.0.0.1:{port}")
-    sender = spawn(RAW_SENDER, str(port))
+    sender = spawn(script, str(port))
     try:
+        yield sock
+    finally:
+        sender.wait(60)
+        sock.close()
+        ctx.term()
+
+
+def run_raw() -> float:
+    with raw_pull(RAW_SENDER) as sock:
         recv = sock.recv
         expected = encode_frame(TOPIC, PAYLOAD, None, (), "bench", 0, 0, 0)
         assert recv() == expected
@@ -84,10 +122,26 @@ def run_raw() -> float:
         for _ in range(N - 1):
             recv()
         elapsed = time.perf_counter() - start
-    finally:
-        sender.wait(60)
-        sock.close()
-        ctx.term()
+    return (N - 1) / elapsed
+
+
+def run_raw_meta() -> float:
+    """The least a consumer does to use the envelope: seq/timestamps unpacked, value sliced."""
+    header = struct.Struct("<2sBBqqqHHHI")
+    with raw_pull(RAW_META_SENDER) as sock:
+        recv = sock.recv
+        unpack = header.unpack_from
+        fixed = header.size
+        assert recv().startswith(b"trades\0DH")
+        start = time.perf_counter()
+        last = 0
+        for _ in range(N - 1):
+            frame = recv()
+            sep = frame.find(b"\0") + 1
+            _, _, _, last, _event_ns, _publish_ns, pid_len, _, _, _ = unpack(frame, sep)
+            value = frame[sep + fixed + pid_len :]
+        elapsed = time.perf_counter() - start
+    assert last == N - 1 and value == PAYLOAD
     return (N - 1) / elapsed
 
 
@@ -113,17 +167,21 @@ def run_interface() -> float:
 def summary(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    raw, iface = RESULTS.get("raw"), RESULTS.get("interface")
     lines = [f"ZeroMQ PUSH/PULL tcp, N={N} x {len(PAYLOAD)} B, best of {ROUNDS} rounds"]
     for name, rate in RESULTS.items():
         lines.append(f"  {name:<10} {rate / 1e3:8.0f} k msg/s")
-    if raw and iface:
-        lines.append(f"  interface overhead: {(1 - iface / raw) * 100:.0f} % of raw throughput")
+    iface = RESULTS.get("interface")
+    for base in ("raw", "raw+meta"):
+        if iface and RESULTS.get(base):
+            overhead = (1 - iface / RESULTS[base]) * 100
+            lines.append(f"  interface overhead vs {base}: {overhead:.1f} % of throughput")
     if reporter:
         reporter.write_line("\n".join(lines))
 
 
-@pytest.mark.parametrize(("name", "run"), [("raw", run_raw), ("interface", run_interface)])
+@pytest.mark.parametrize(
+    ("name", "run"), [("raw", run_raw), ("raw+meta", run_raw_meta), ("interface", run_interface)]
+)
 def test_zmq_throughput(
     benchmark: pytest.FixtureRequest, name: str, run: Callable[[], float]
 ) -> None:

@@ -58,6 +58,36 @@ TRADES_DTYPE = np.dtype(
         ("offset", "i8"),
     ]
 )
+_SYMBOL_BYTES = TRADES_DTYPE["symbol"].itemsize
+_PRODUCER_BYTES = TRADES_DTYPE["producer_id"].itemsize
+
+
+def _fits(values: set[str], width: int) -> bool:
+    return all(v.isascii() and len(v) <= width for v in values)
+
+
+def trade_rows(trades: list[Trade], envs: list[Envelope]) -> Rows:
+    """The ``trades`` rows of one batch, built column by column (~8x cheaper than row tuples).
+
+    Symbols and producer ids are few per batch: if every distinct one is ASCII and fits its
+    column, numpy can fill the byte columns directly; otherwise the rows go as tuples through the
+    sink, which cuts values at a UTF-8 boundary and counts the cuts.
+    """
+    # one list comprehension per column: ~0.15 us/row; zip(*batch) transposing is ~1 us/row
+    symbol = [t[0] for t in trades]
+    pid = [e.producer_id for e in envs]
+    columns = (
+        symbol, [t[1] for t in trades], [t[2] for t in trades], [t[3] for t in trades],
+        [t[4] for t in trades], [t[5] for t in trades], [e.event_time_ns for e in envs],
+        [e.publish_time_ns for e in envs], [e.receive_time_ns for e in envs], pid,
+        [e.seq for e in envs], [e.partition for e in envs], [e.offset for e in envs],
+    )  # fmt: skip
+    if not (_fits(set(symbol), _SYMBOL_BYTES) and _fits(set(pid), _PRODUCER_BYTES)):
+        return list(zip(*columns, strict=True))
+    rows = np.empty(len(trades), TRADES_DTYPE)
+    for name, column in zip(TRADES_DTYPE.names or (), columns, strict=True):
+        rows[name] = column
+    return rows
 
 
 class CandleStage(Stage):
@@ -89,34 +119,17 @@ class CandleStage(Stage):
 
     def process(self, batch: list[Envelope]) -> Mapping[str, Rows]:
         trades: list[Trade] = []
-        raw_rows: list[tuple[Any, ...]] = []
+        trade_envs: list[Envelope] = []
         tickers = []
         books = []
         dead = self.dead_letters
+        add_trade, add_env = trades.append, trade_envs.append
         for env in batch:
             topic = env.topic
             try:
                 if topic in TRADE_TOPICS:
-                    trade = decode_trade(env.value)
-                    trades.append(trade)
-                    if self.store_trades:
-                        raw_rows.append(
-                            (
-                                trade.symbol,
-                                trade.time_ms,
-                                trade.trade_id,
-                                trade.price,
-                                trade.qty,
-                                trade.buyer_is_maker,
-                                env.event_time_ns,
-                                env.publish_time_ns,
-                                env.receive_time_ns,
-                                env.producer_id,
-                                env.seq,
-                                env.partition,
-                                env.offset,
-                            )
-                        )
+                    add_trade(decode_trade(env.value))
+                    add_env(env)
                 elif topic == TICKER_TOPIC:
                     tickers.append(decode_ticker(env.value, env.event_time_ns // 1_000_000))
                 elif topic == BOOK_TOPIC:
@@ -124,8 +137,8 @@ class CandleStage(Stage):
             except DecodeError as exc:
                 dead.add(exc.kind, exc.reason, env.value, source=f"candles:{topic}")
         out: dict[str, Rows] = {}
-        if raw_rows:
-            out["trades"] = raw_rows
+        if trades and self.store_trades:
+            out["trades"] = trade_rows(trades, trade_envs)
         if trades:
             result = self.candles.add_batch(trades)
             self._split_by_window(out, "candles", result.candles)

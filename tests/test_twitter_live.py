@@ -239,6 +239,8 @@ def test_stream_wrong_token_is_one_clear_error(emu: TwitterEmulator) -> None:
 def test_token_never_logged(caplog: pytest.LogCaptureFixture,
                             capfd: pytest.CaptureFixture[str]) -> None:
     caplog.set_level(logging.DEBUG)
+    # `harness` commands run in-process by other tests quiet the tweepy logger; undo that here
+    caplog.set_level(logging.DEBUG, logger="tweepy")
     with TwitterEmulator(bearer_token=TOKEN, window_s=1.0) as emu:
         emu.add_tweets(15)
         emu.inject("status_429")

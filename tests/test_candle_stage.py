@@ -1,0 +1,122 @@
+"""The candle stage on real envelopes: rows land in the right tables of a real HDF5 file, bad
+payloads are dead-lettered (counted, kept), late trades and tickers go to the late_* tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from harness.dead_letters import DeadLetters
+from processors.candle_stage import TRADES_DTYPE, CandleStage, trade_rows
+from processors.trade_parsing import decode_trade
+from sinks.hdf5 import Hdf5Sink
+from sinks.hdf5_reader import open_snapshot
+from transports import Envelope
+
+T0 = 1_700_000_000_000
+GRACE = 1000
+
+
+def trade_env(
+    seq: int, t_ms: int, price: float, symbol: str = "BTCUSDT", pid: str = "p-1"
+) -> Envelope:
+    value = orjson.dumps({"e": "trade", "E": t_ms + 1, "s": symbol, "t": 100 + seq,
+                          "p": f"{price:.2f}", "q": "0.50000", "T": t_ms, "m": seq % 2 == 0,
+                          "M": True})  # fmt: skip
+    return Envelope("binance.trade", value, producer_id=pid, seq=seq,
+                    event_time_ns=(t_ms + 1) * 1_000_000, publish_time_ns=5, partition=0,
+                    offset=seq, receive_time_ns=9)  # fmt: skip
+
+
+def book_env(seq: int, t_ms: int) -> Envelope:
+    value = orjson.dumps({"u": seq, "s": "BTCUSDT", "b": "99.5", "B": "1", "a": "100.5", "A": "2"})
+    return Envelope("binance.bookTicker", value, producer_id="p-1", seq=seq,
+                    event_time_ns=t_ms * 1_000_000)  # fmt: skip
+
+
+def run_stage_into_file(path: Path, batches: list[list[Envelope]]) -> DeadLetters:
+    holder: list[Hdf5Sink] = []
+    dead = DeadLetters("candles", store=lambda letter: holder[0].add_dead_letter(letter))
+    stage = CandleStage(dead, ("1s", "1m"), GRACE)
+    with Hdf5Sink.open_for_resume(path, stage.tables(), {}, require_positions=False) as sink:
+        holder.append(sink)
+        for batch in batches:
+            for table, rows in stage.process(batch).items():
+                sink.append(table, rows)
+        for table, rows in stage.finish().items():
+            sink.append(table, rows)
+        sink.flush()
+    return dead
+
+
+def test_trades_candles_late_and_dead_letters_land_in_their_tables(tmp_path: Path) -> None:
+    path = tmp_path / "market.h5"
+    first = [trade_env(i, T0 + i * 100, 100.0 + i) for i in range(30)]  # 3 s of trades
+    bad = [
+        Envelope("binance.trade", b"{not json", producer_id="p-1", seq=30),
+        Envelope("binance.trade", orjson.dumps({"e": "trade", "s": "BTCUSDT"}), seq=31),
+        Envelope("binance.bookTicker", b"[]", seq=32),
+    ]
+    late = [trade_env(33, T0 + 50, 1.0)]  # window [T0, T0+1s) closed long ago (watermark T0+1.9s)
+    books = [book_env(40 + i, T0 + i * 400) for i in range(10)] + [book_env(60, T0)]
+    dead = run_stage_into_file(path, [first, bad + late, books])
+
+    assert dead.counts == {"malformed_json": 1, "missing_field": 1, "bad_type": 1}
+    snap = open_snapshot(path)
+    try:
+        trades = snap.read("trades")
+        assert trades.dtype == TRADES_DTYPE
+        assert trades["seq"].tolist() == [*range(30), 33]  # bad ones are not trades
+        assert trades["symbol"][0] == b"BTCUSDT" and trades["producer_id"][0] == b"p-1"
+        assert trades["offset"].tolist() == trades["seq"].tolist()
+        assert trades["publish_time_ns"][0] == 5 and trades["receive_time_ns"][0] == 9
+        candles = snap.read("candles_1s")
+        assert candles["trade_count"].tolist() == [10, 10, 10]
+        assert candles["open"].tolist() == [100.0, 110.0, 120.0]
+        # late for 1 s only: its 1 min window is still open, so it counts there
+        assert snap.read("candles_1m")["trade_count"].tolist() == [31]
+        late_rows = snap.read("late_trades")
+        assert late_rows["trade_id"].tolist() == [133]
+        assert late_rows["window"].tolist() == [b"1s"]
+        assert late_rows["lateness_ms"][0] > 0
+        assert len(snap.read("book_1s")) > 0
+        assert len(snap.read("late_tickers")) == 1  # the bookTicker back at T0
+        assert len(snap.read("dead_letters")) == 3
+    finally:
+        snap.close()
+
+
+def test_trade_rows_match_the_row_by_row_layout() -> None:
+    envs = [trade_env(i, T0 + i, 100.0 + i, symbol="ETHUSDT" if i % 2 else "BTCUSDT")
+            for i in range(50)]  # fmt: skip
+    trades = [decode_trade(e.value) for e in envs]
+    rows = trade_rows(trades, envs)
+    assert isinstance(rows, np.ndarray)
+    expected = np.array(
+        [(t.symbol.encode(), t.time_ms, t.trade_id, t.price, t.qty, t.buyer_is_maker,
+          e.event_time_ns, e.publish_time_ns, e.receive_time_ns, e.producer_id.encode(), e.seq,
+          e.partition, e.offset) for t, e in zip(trades, envs, strict=True)],
+        dtype=TRADES_DTYPE,
+    )  # fmt: skip
+    np.testing.assert_array_equal(rows, expected)
+
+
+@pytest.mark.parametrize("pid", ["p-ü", "p" * 65])
+def test_odd_producer_ids_take_the_checked_path_that_counts_cuts(tmp_path: Path, pid: str) -> None:
+    envs = [trade_env(i, T0 + i, 100.0, pid=pid) for i in range(3)]
+    rows = trade_rows([decode_trade(e.value) for e in envs], envs)
+    assert isinstance(rows, list)
+    stage = CandleStage(DeadLetters("x"), ("1s",), GRACE)
+    with Hdf5Sink(tmp_path / "x.h5", stage.tables(), {}) as sink:
+        sink.append("trades", rows)
+        sink.flush()
+        stored = pid.encode()[:64]
+        assert sink.truncated_values.get("trades", 0) == (3 if len(pid) > 64 else 0)
+    snap = open_snapshot(tmp_path / "x.h5")
+    try:
+        assert snap.read("trades")["producer_id"].tolist() == [stored] * 3
+    finally:
+        snap.close()

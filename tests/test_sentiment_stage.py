@@ -28,7 +28,7 @@ def tweet_env(seq: int, ms: int, text: str) -> Envelope:
 
 
 def test_tweets_windows_late_and_dead_letters(tmp_path) -> None:
-    texts = ["$BTC to the moon, love it!", "ETH is terrible, I hate this dump", "$BTC meh"]
+    texts = ["$BTC to the moon, love it!", "$ETH is terrible, I hate this dump", "$BTC meh"]
     batch = [tweet_env(i, T0 + i * 700, texts[i % 3]) for i in range(9)]  # 0 .. 5.6 s
     batch += [tweet_env(9, T0 + 100, "$BTC late and happy")]  # behind the 1 s watermark
     batch += [Envelope(TWEET_TOPIC, b"\xff", seq=10),

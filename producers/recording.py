@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import orjson
+
 from harness.errors import UserError
 
 
@@ -66,9 +68,9 @@ def read_recording(path: Path, tolerant: bool = True) -> Iterator[RecordedFrame]
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = orjson.loads(line)
                     yield RecordedFrame(int(obj["recv_ns"]), str(obj["raw"]))
-                except (ValueError, KeyError, TypeError) as exc:
+                except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
                     if tolerant and not line.endswith("\n"):
                         return
                     raise UserError(f"{path}:{lineno}: not a recording line ({exc})") from None

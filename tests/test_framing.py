@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from transports import framing
 from transports.framing import (
     FrameError,
     decode_frame,
@@ -82,3 +83,31 @@ def test_meta_header_round_trip_and_short_header() -> None:
     with pytest.raises(FrameError) as info:
         decode_meta(b"short")
     assert info.value.kind == "bad_meta"
+
+
+def test_bad_version_is_named_apart_from_bad_magic() -> None:
+    with pytest.raises(FrameError) as info:
+        decode_frame(GOOD.replace(b"DH\x01", b"DH\x09", 1))
+    assert info.value.kind == "bad_version"
+
+
+def test_name_caches_stay_bounded_under_ever_new_names() -> None:
+    """A peer sending a new topic/producer id per frame must not grow memory without limit."""
+    for i in range(3 * framing._NAME_CACHE_ENTRIES):
+        env = decode_frame(encode_frame(f"t{i}", b"v", None, (), f"p{i}", i, 0, 0))
+        assert (env.topic, env.producer_id) == (f"t{i}", f"p{i}")
+    long_name = "x" * (framing._NAME_CACHE_MAX_BYTES + 1)
+    env = decode_frame(encode_frame(long_name, b"v", None, (), long_name, 0, 0, 0))
+    assert env.topic == long_name
+    assert len(framing._decoded_names) <= framing._NAME_CACHE_ENTRIES
+    assert len(framing._encoded_names) <= framing._NAME_CACHE_ENTRIES
+    assert long_name.encode() not in framing._decoded_names
+    assert long_name not in framing._encoded_names
+
+
+def test_invalid_utf8_producer_id_is_rejected_even_after_valid_frames() -> None:
+    good = encode_frame("t", b"v", None, (), "pp", 0, 0, 0)
+    decode_frame(good)
+    with pytest.raises(FrameError) as info:
+        decode_frame(good.replace(b"pp", b"\xff\xfe"))
+    assert info.value.kind == "invalid_utf8"

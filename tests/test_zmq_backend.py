@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transports import Envelope, Subscriber, TransportClosedError, TransportError, open_transport
 from transports.embedded_broker import free_tcp_port
@@ -351,3 +353,25 @@ def test_send_with_no_puller_times_out_instead_of_hanging(ctx: zmq.Context[Any])
         pytest.raises(TransportError, match="timed out"),
     ):
         pub.publish("t", b"x")
+
+
+@settings(max_examples=300, derandomize=True)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["p1", "p2"]), st.sampled_from(["a", "b"]), st.integers(-1, 12)),
+        max_size=60,
+    ),
+    st.integers(1, 7),
+)
+def test_batch_sequence_accounting_equals_one_by_one(
+    messages: list[tuple[str, str, int]], batch_size: int
+) -> None:
+    """The receive path's fast in-order run (observe_many) counts exactly like observe()."""
+    envelopes = [Envelope(topic, b"", producer_id=pid, seq=seq) for pid, topic, seq in messages]
+    one_by_one, batched = SequenceTracker(), SequenceTracker()
+    for env in envelopes:
+        one_by_one.observe(env.producer_id, env.topic, env.seq)
+    for start in range(0, len(envelopes), batch_size):
+        batched.observe_many(envelopes[start : start + batch_size])
+    assert batched.report() == one_by_one.report()
+    assert batched.export_streams() == one_by_one.export_streams()

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from transports.sequence import SequenceTracker
 
@@ -112,6 +113,9 @@ class RejectedMessage:
     partition: int = -1
     offset: int = -1
     receive_time_ns: int = 0
+
+
+_value = attrgetter("value")
 
 
 def new_producer_id(prefix: str = "p") -> str:
@@ -225,13 +229,10 @@ class Subscriber(abc.ABC):
 
     def _accept(self, batch: list[Envelope]) -> list[Envelope]:
         """Account a decoded batch: counters and sequence tracking in one pass."""
-        track = self.stats.sequence.observe
-        nbytes = 0
-        for env in batch:
-            nbytes += len(env.value)
-            track(env.producer_id, env.topic, env.seq)
-        self.stats.received += len(batch)
-        self.stats.received_bytes += nbytes
+        stats = self.stats
+        stats.sequence.observe_many(batch)
+        stats.received += len(batch)
+        stats.received_bytes += sum(map(len, map(_value, batch)))
         return batch
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:

@@ -15,6 +15,7 @@ Every decoder validates lengths and raises ``FrameError`` with a *kind* for dead
 from __future__ import annotations
 
 import struct
+from dataclasses import fields
 
 from transports.base import Envelope, Headers
 
@@ -24,9 +25,28 @@ NO_KEY = 0xFFFF
 META_HEADER = "x-harness"
 
 _FIXED = struct.Struct("<2sBBqqqHHHI")
+#: The same header with magic and version read as one field: one comparison per frame.
+_HEAD = struct.Struct("<3sBqqqHHHI")
+_MAGIC_VERSION = MAGIC + bytes([VERSION])
 _META = struct.Struct("<qqq")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
+
+#: Topics and producer ids repeat on every frame: decode/encode each distinct one once. Bounded
+#: (cleared when full) so a hostile peer sending ever-new names cannot grow memory; only short
+#: names are cached so the bound is on bytes too.
+_NAME_CACHE_ENTRIES = 1024
+_NAME_CACHE_MAX_BYTES = 256
+_decoded_names: dict[bytes, str] = {}
+_encoded_names: dict[str, bytes] = {}
+
+_ENVELOPE_FIELDS = (
+    "topic value key headers producer_id seq event_time_ns publish_time_ns partition offset"
+    " receive_time_ns"
+)
+if " ".join(f.name for f in fields(Envelope)) != _ENVELOPE_FIELDS:
+    # decode_frame builds Envelopes positionally (half the cost of keywords): fail loudly here.
+    raise ImportError(f"Envelope fields changed; update transports.framing: {fields(Envelope)}")
 
 
 class FrameError(ValueError):
@@ -35,6 +55,30 @@ class FrameError(ValueError):
     def __init__(self, kind: str, reason: str) -> None:
         super().__init__(reason)
         self.kind = kind
+
+
+def _name_bytes(name: str) -> bytes:
+    raw = _encoded_names.get(name)
+    if raw is None:
+        raw = name.encode()
+        if len(raw) <= _NAME_CACHE_MAX_BYTES:
+            if len(_encoded_names) >= _NAME_CACHE_ENTRIES:
+                _encoded_names.clear()
+            _encoded_names[name] = raw
+    return raw
+
+
+def _name_text(raw: bytes, what: str) -> str:
+    """Slow path of the name cache: decode, validate, remember."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise FrameError("invalid_utf8", f"{what} is not valid UTF-8") from None
+    if len(raw) <= _NAME_CACHE_MAX_BYTES:
+        if len(_decoded_names) >= _NAME_CACHE_ENTRIES:
+            _decoded_names.clear()
+        _decoded_names[raw] = text
+    return text
 
 
 def encode_frame(
@@ -47,26 +91,28 @@ def encode_frame(
     event_time_ns: int,
     publish_time_ns: int,
 ) -> bytes:
-    pid = producer_id.encode()
-    if key is not None and len(key) >= NO_KEY:
+    pid = _name_bytes(producer_id)
+    if key is None:
+        key_len = NO_KEY
+    elif len(key) >= NO_KEY:
         raise ValueError(f"key of {len(key)} bytes is too long (max {NO_KEY - 1})")
-    parts = [
-        topic.encode(),
-        b"\x00",
-        _FIXED.pack(
-            MAGIC,
-            VERSION,
-            0,
-            seq,
-            event_time_ns,
-            publish_time_ns,
-            len(pid),
-            NO_KEY if key is None else len(key),
-            len(headers),
-            len(value),
-        ),
-        pid,
-    ]
+    else:
+        key_len = len(key)
+    head = _FIXED.pack(
+        MAGIC,
+        VERSION,
+        0,
+        seq,
+        event_time_ns,
+        publish_time_ns,
+        len(pid),
+        key_len,
+        len(headers),
+        len(value),
+    )
+    if not key and not headers:
+        return b"".join((_name_bytes(topic), b"\x00", head, pid, value))
+    parts = [_name_bytes(topic), b"\x00", head, pid]
     if key:
         parts.append(key)
     for name, hval in headers:
@@ -77,36 +123,59 @@ def encode_frame(
 
 
 def decode_frame(frame: bytes, receive_time_ns: int = 0) -> Envelope:
-    sep = frame.find(b"\x00")
+    """The hot path of every ZeroMQ receive: one struct for the fixed header, cached names."""
+    sep = frame.find(0)
     if sep < 0:
         raise FrameError("no_topic", "frame has no topic terminator")
-    try:
-        topic = frame[:sep].decode()
-    except UnicodeDecodeError:
-        raise FrameError("invalid_utf8", "topic is not valid UTF-8") from None
+    raw = frame[:sep]
+    topic = _decoded_names.get(raw)
+    if topic is None:
+        topic = _name_text(raw, "topic")
     pos = sep + 1
-    if len(frame) - pos < _FIXED.size:
-        raise FrameError("truncated", f"frame of {len(frame)} bytes is shorter than its header")
-    magic, version, _flags, seq, event_ns, publish_ns, pid_len, key_len, n_headers, value_len = (
-        _FIXED.unpack_from(frame, pos)
-    )
-    if magic != MAGIC:
-        raise FrameError("bad_magic", f"unknown frame magic {magic!r} (foreign sender?)")
-    if version != VERSION:
-        raise FrameError("bad_version", f"frame version {version}, this build reads {VERSION}")
-    pos += _FIXED.size
-    end = len(frame)
     try:
-        pid = frame[pos : pos + pid_len].decode()
-    except UnicodeDecodeError:
-        raise FrameError("invalid_utf8", "producer id is not valid UTF-8") from None
-    pos += pid_len
+        magic, _flags, seq, event_ns, publish_ns, pid_len, key_len, n_headers, value_len = (
+            _HEAD.unpack_from(frame, pos)
+        )
+    except struct.error:
+        raise FrameError(
+            "truncated", f"frame of {len(frame)} bytes is shorter than its header"
+        ) from None
+    if magic != _MAGIC_VERSION:
+        _raise_bad_magic(magic)
+    pos += _HEAD.size
+    end = pos + pid_len
+    raw = frame[pos:end]
+    pid = _decoded_names.get(raw)
+    if pid is None:
+        pid = _name_text(raw, "producer id")
     key: bytes | None = None
     if key_len != NO_KEY:
-        key = frame[pos : pos + key_len]
-        pos += key_len
+        key = frame[end : end + key_len]
+        end += key_len
+    headers: Headers = ()
+    if n_headers:
+        headers, end = _decode_headers(frame, end, n_headers)
+    if end + value_len != len(frame):
+        raise FrameError(
+            "length_mismatch", f"declared value of {value_len} bytes, {len(frame) - end} present"
+        )
+    return Envelope(
+        topic, frame[end:], key, headers, pid, seq, event_ns, publish_ns, -1, -1, receive_time_ns
+    )
+
+
+def _raise_bad_magic(magic_version: bytes) -> None:
+    if magic_version[:2] != MAGIC:
+        raise FrameError(
+            "bad_magic", f"unknown frame magic {magic_version[:2]!r} (foreign sender?)"
+        )
+    raise FrameError("bad_version", f"frame version {magic_version[2]}, this build reads {VERSION}")
+
+
+def _decode_headers(frame: bytes, pos: int, count: int) -> tuple[Headers, int]:
+    end = len(frame)
     headers: list[tuple[str, bytes]] = []
-    for _ in range(n_headers):
+    for _ in range(count):
         if pos + 2 > end:
             raise FrameError("truncated", "frame ends inside its headers")
         (nlen,) = _U16.unpack_from(frame, pos)
@@ -122,21 +191,7 @@ def decode_frame(frame: bytes, receive_time_ns: int = 0) -> Envelope:
         except UnicodeDecodeError:
             raise FrameError("invalid_utf8", "header name is not valid UTF-8") from None
         pos += vlen
-    if pos + value_len != end:
-        raise FrameError(
-            "length_mismatch", f"declared value of {value_len} bytes, {end - pos} present"
-        )
-    return Envelope(
-        topic=topic,
-        value=frame[pos:],
-        key=key,
-        headers=tuple(headers),
-        producer_id=pid,
-        seq=seq,
-        event_time_ns=event_ns,
-        publish_time_ns=publish_ns,
-        receive_time_ns=receive_time_ns,
-    )
+    return tuple(headers), pos
 
 
 def encode_meta(producer_id: str, seq: int, event_time_ns: int, publish_time_ns: int) -> bytes:

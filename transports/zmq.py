@@ -488,58 +488,73 @@ class ZmqSubscriber(Subscriber):
         self._poller.register(sock, zmq.POLLIN)
 
     def poll(self, max_messages: int = 1000, timeout: float = 0.1) -> list[Envelope]:
+        """Receive and decode up to ``max_messages`` frames in one tight loop.
+
+        ``receive_time_ns`` is one wall-clock reading per batch, taken when the batch is handed
+        to the caller (after the last frame was received and decoded): a latency computed from
+        it is the delivery latency the application sees and is never understated; a frame early
+        in a full batch waited at most the batch's decode time (~1 us per frame) on top. One
+        reading per frame would cost about as much as the receive itself. Each frame is decoded
+        right after its recv() so a failing frame can still ask the socket whether more parts
+        of the same (foreign, multipart) message follow.
+        """
         if self._closed:
             raise TransportClosedError("poll() after close()")
         recv = self._sock.recv
         noblock = zmq.NOBLOCK
+        again = zmq.Again
         try:
             frame = recv(noblock)
-        except zmq.Again:
+        except again:
             if not self._poller.poll(max(0, int(timeout * 1000))):
                 return []
             try:
                 frame = recv(noblock)
-            except zmq.Again:
+            except again:
                 return []
-        now = time.time_ns()
         batch: list[Envelope] = []
         append = batch.append
-        prefixes = self._prefixes
+        decode = decode_frame
         max_bytes = self._max_bytes
-        count = 0
+        prefixes = self._prefixes
+        left = max_messages
         while True:
-            count += 1
             if prefixes is not None and not frame.startswith(prefixes):
-                self._skip_or_reject(frame, now)
+                self._skip_or_reject(frame)
             else:
                 try:
-                    env = decode_frame(frame, now)
+                    env = decode(frame)
                 except FrameError as err:
-                    self._reject_bad(frame, err, now)
+                    self._reject_bad(frame, err)
                 else:
                     if len(frame) > max_bytes and len(env.value) > max_bytes:
-                        self._reject_oversize(env, frame, now)
+                        self._reject_oversize(env, frame)
                     else:
                         append(env)
-            if count >= max_messages:
+            left -= 1
+            if not left:
                 break
             try:
                 frame = recv(noblock)
-            except zmq.Again:
+            except again:
                 break
+        now = time.time_ns()
+        for env in batch:
+            env.receive_time_ns = now
         return self._accept(batch)
 
-    def _skip_or_reject(self, frame: bytes, now: int) -> None:
+    def _skip_or_reject(self, frame: bytes) -> None:
         """A frame for another topic is fine (counted); one that is not an envelope is rejected."""
         try:
             decode_frame(frame)
         except FrameError as err:
-            self._reject_bad(frame, err, now)
+            self._reject_bad(frame, err)
         else:
             self.skipped_other_topics += 1
 
-    def _reject_bad(self, frame: bytes, err: FrameError, now: int) -> None:
+    def _reject_bad(self, frame: bytes, err: FrameError) -> None:
         """RCVMORE is read only here: per frame it costs ~0.6 us, more than recv() itself."""
+        now = time.time_ns()
         if self._sock.get(zmq.RCVMORE):
             self._reject_multipart(frame, now)
         else:
@@ -559,7 +574,7 @@ class ZmqSubscriber(Subscriber):
             )
         )
 
-    def _reject_oversize(self, env: Envelope, frame: bytes, now: int) -> None:
+    def _reject_oversize(self, env: Envelope, frame: bytes) -> None:
         self._reject(
             RejectedMessage(
                 "oversize",
@@ -567,7 +582,7 @@ class ZmqSubscriber(Subscriber):
                 f"(first {KEPT_RAW_BYTES} bytes kept)",
                 frame[:KEPT_RAW_BYTES],
                 topic=env.topic,
-                receive_time_ns=now,
+                receive_time_ns=time.time_ns(),
             )
         )
 

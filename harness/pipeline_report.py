@@ -75,6 +75,7 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
         + rows.get("sentiment:late_tweets", 0),
         "rows": rows,
         "latency_ms": latency_percentiles(result.output / "market.h5"),
+        "sink_hop_ms": candles.get("sink_hop_ms", {}),
         "failed": result.failed,
     }
 
@@ -100,6 +101,11 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
         lines.append(
             (f"publish->processor {p} ms",
              [_fmt_ms(s["latency_ms"].get(p)) for s in summaries])
+        )
+    for p in ("p50", "p99", "max"):
+        lines.append(
+            (f"processor->HDF5 {p} ms",
+             [_fmt_ms(s["sink_hop_ms"].get(p)) for s in summaries])
         )
     lines.append(("wall seconds", [s["seconds"] for s in summaries]))
     width = max(len(label) for label, _ in lines)

@@ -78,6 +78,8 @@ class StageSummary:
     rejected: dict[str, int] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
     lost: int = 0
+    #: receive -> durable in HDF5 (checkpoint written), ms percentiles over every message
+    sink_hop_ms: dict[str, float] = field(default_factory=dict)
     duplicates: int = 0
     flushes: int = 0
     resumed_from: dict[str, int] = field(default_factory=dict)
@@ -85,6 +87,41 @@ class StageSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class SinkHop:
+    """Time from a message's arrival to the checkpoint that made its rows durable.
+
+    Kept per batch (one receive time, one count), so it costs nothing per message; recorded in
+    an HdrHistogram in microseconds (values clamped into its range, which hdrh would drop).
+    """
+
+    MAX_US = 3_600_000_000
+
+    def __init__(self) -> None:
+        from hdrh.histogram import HdrHistogram
+
+        self.histogram = HdrHistogram(1, self.MAX_US, 3)
+        self._pending: list[tuple[int, int]] = []
+
+    def received(self, batch: list[Envelope]) -> None:
+        self._pending.append((batch[0].receive_time_ns, len(batch)))
+
+    def flushed(self) -> None:
+        done = time.time_ns()
+        record = self.histogram.record_value
+        for receive_ns, count in self._pending:
+            us = min(max((done - receive_ns) // 1000, 1), self.MAX_US)
+            record(us, count)
+        self._pending.clear()
+
+    def percentiles(self) -> dict[str, float]:
+        h = self.histogram
+        if h.get_total_count() == 0:
+            return {}
+        out = {f"p{p:g}": h.get_value_at_percentile(p) / 1000 for p in (50, 90, 99, 99.9)}
+        out["max"] = h.get_max_value() / 1000
+        return out
 
 
 class GapRecorder:
@@ -218,12 +255,14 @@ def run_stage(
     gaps = GapRecorder()
     restore_sequences(subscriber.stats.sequence, gaps, sequence_state)
     last_flush = last_message = time.monotonic()
+    sink_hop = SinkHop()
     try:
         while not stop.stop:
             batch = subscriber.poll(limits.batch_size, timeout=0.2)
             now = time.monotonic()
             if batch:
                 last_message = now
+                sink_hop.received(batch)
                 _append_all(sink, summary, stage.process(batch))
                 for env in batch:
                     if env.offset >= 0:
@@ -232,6 +271,7 @@ def run_stage(
             _dead_letter_rejected(subscriber, dead)
             if now - last_flush >= limits.flush_interval_s:
                 _checkpoint(sink, subscriber, stage, positions, gaps, caps.replayable, summary)
+                sink_hop.flushed()
                 last_flush = now
                 if progress:
                     progress(summary)
@@ -245,6 +285,7 @@ def run_stage(
         _append_all(sink, summary, stage.finish())
         _dead_letter_rejected(subscriber, dead)
         _checkpoint(sink, subscriber, stage, positions, gaps, caps.replayable, summary)
+        sink_hop.flushed()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -256,6 +297,7 @@ def run_stage(
     summary.rejected = dict(subscriber.stats.rejected_by_kind)
     summary.dead_letters = dict(dead.counts)
     summary.seconds = time.monotonic() - started
+    summary.sink_hop_ms = sink_hop.percentiles()
     return summary
 
 

@@ -9,6 +9,7 @@ duplicates and per-hop latency can be computed from the file), ``candles_<w>`` p
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,10 @@ from processors.windowing import window_label
 from transports import Envelope
 
 TRADE_TOPICS = ("binance.trade", "binance.aggTrade")
+#: A trade stamped further ahead of this processor's clock is refused ("future_time"): one such
+#: record written straight to a topic would push the watermark forward and make every later
+#: trade late. The past is fine (replays of old recordings).
+MAX_FUTURE_MS = 3_600_000
 TICKER_TOPIC = "binance.ticker"
 BOOK_TOPIC = "binance.bookTicker"
 
@@ -124,11 +129,17 @@ class CandleStage(Stage):
         books = []
         dead = self.dead_letters
         add_trade, add_env = trades.append, trade_envs.append
+        future_limit_ms = time.time_ns() // 1_000_000 + MAX_FUTURE_MS
         for env in batch:
             topic = env.topic
             try:
                 if topic in TRADE_TOPICS:
-                    add_trade(decode_trade(env.value))
+                    trade = decode_trade(env.value)
+                    if trade.time_ms > future_limit_ms:
+                        raise DecodeError(
+                            "future_time", f"trade time T={trade.time_ms} is over 1 h ahead"
+                        )
+                    add_trade(trade)
                     add_env(env)
                 elif topic == TICKER_TOPIC:
                     tickers.append(decode_ticker(env.value, env.event_time_ns // 1_000_000))

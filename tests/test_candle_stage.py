@@ -120,3 +120,28 @@ def test_odd_producer_ids_take_the_checked_path_that_counts_cuts(tmp_path: Path,
         assert snap.read("trades")["producer_id"].tolist() == [stored] * 3
     finally:
         snap.close()
+
+
+def test_a_trade_far_in_the_future_is_dead_lettered_not_folded() -> None:
+    """One bad record must not push the watermark ahead and make every later trade late."""
+    import time as _time
+
+    import orjson
+
+    from harness.dead_letters import DeadLetters
+    from processors.candle_stage import CandleStage
+    from transports import Envelope
+
+    now_ms = _time.time_ns() // 1_000_000
+    dead = DeadLetters("test")
+    stage = CandleStage(dead, windows=("1s",), grace_ms=0)
+
+    def trade(t_ms: int, tid: int) -> Envelope:
+        obj = {"e": "trade", "E": t_ms, "s": "BTCUSDT", "t": tid, "p": "1.0", "q": "1.0",
+               "T": t_ms, "m": False, "M": True}
+        return Envelope("binance.trade", orjson.dumps(obj), receive_time_ns=now_ms * 1_000_000)
+
+    out = stage.process([trade(now_ms + 10 * 3_600_000, 1), trade(now_ms, 2), trade(now_ms + 1, 3)])
+    assert dead.counts == {"future_time": 1}
+    assert "late_trades" not in out
+    assert len(out["trades"]) == 2

@@ -8,11 +8,13 @@ and mood on ``start_ms``), ``late_tweets``, and the sink's ``gaps`` and ``dead_l
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from harness.dead_letters import DeadLetters
+from processors.candle_stage import MAX_FUTURE_MS
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
 from processors.sentiment import (
     LATE_TWEET_DTYPE,
@@ -81,11 +83,15 @@ class SentimentStage(Stage):
     def process(self, batch: list[Envelope]) -> Mapping[str, Rows]:
         scored = []
         tweets = []
+        future_limit_ms = time.time_ns() // 1_000_000 + MAX_FUTURE_MS
         for env in batch:
             if env.topic != TWEET_TOPIC:
                 continue
             try:
-                item = self.scorer.score(decode_tweet(env.value))
+                tweet = decode_tweet(env.value)
+                if tweet.created_at_ms > future_limit_ms:
+                    raise DecodeError("future_time", "created_at is over 1 h ahead")
+                item = self.scorer.score(tweet)
             except DecodeError as exc:
                 self.dead_letters.add(exc.kind, exc.reason, env.value, source="sentiment")
                 continue

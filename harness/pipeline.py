@@ -33,7 +33,7 @@ STOP_GRACE_S = 10.0
 
 @dataclass
 class PipelineConfig:
-    transport: str  # "kafka", "zmq" or "zmq-pubsub"
+    transport: str  # "kafka", "kafka-confluent", "zmq" or "zmq-pubsub"
     output_dir: Path
     source: str = "synthetic"  # synthetic | replay | live
     duration_s: float = 20.0
@@ -105,16 +105,18 @@ def harness_argv() -> list[str]:
 @contextmanager
 def transport_urls(cfg: PipelineConfig) -> Iterator[dict[str, tuple[str, str]]]:
     """(producer URL, processor URL) per link; starts the embedded broker for Kafka."""
-    if cfg.transport == "kafka":
+    if cfg.transport in ("kafka", "kafka-confluent"):
+        scheme = "kafka+confluent" if cfg.transport == "kafka-confluent" else "kafka"
         bootstrap = cfg.kafka_bootstrap or os.environ.get("HARNESS_KAFKA_BOOTSTRAP")
         if bootstrap:
-            url = f"kafka://{bootstrap}"
+            url = f"{scheme}://{bootstrap}"
             yield {"market": (url, url), "tweets": (url, url)}
             return
-        broker = EmbeddedBroker(log_path=cfg.output_dir / "kafka" / "logs" / "broker.log")
+        broker = EmbeddedBroker(log_path=cfg.output_dir / cfg.transport / "broker.log")
         broker.start()
+        url = f"{scheme}://{broker.bootstrap}"
         try:
-            yield {"market": (broker.url, broker.url), "tweets": (broker.url, broker.url)}
+            yield {"market": (url, url), "tweets": (url, url)}
         finally:
             broker.stop()
         return
@@ -127,7 +129,9 @@ def transport_urls(cfg: PipelineConfig) -> Iterator[dict[str, tuple[str, str]]]:
             links[link] = (producer, base)
         yield links
         return
-    raise UserError(f"unknown transport {cfg.transport!r}; accepted: kafka, zmq, zmq-pubsub")
+    raise UserError(
+        f"unknown transport {cfg.transport!r}; accepted: kafka, kafka-confluent, zmq, zmq-pubsub"
+    )
 
 
 def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> list[Child]:

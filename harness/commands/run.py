@@ -16,8 +16,8 @@ from harness.settings import Setting, add_settings, describe, resolve
 from transports.url import parse_bool
 
 SETTINGS = [
-    Setting("transport", "zmq", "kafka, zmq (push/pull) or zmq-pubsub",
-            choices=("kafka", "zmq", "zmq-pubsub")),
+    Setting("transport", "zmq", "kafka (kafka-python), kafka-confluent, zmq (push/pull) or "
+            "zmq-pubsub", choices=("kafka", "kafka-confluent", "zmq", "zmq-pubsub")),
     Setting("source", "synthetic", "synthetic, replay or live",
             choices=("synthetic", "replay", "live")),
     Setting("duration", 20.0, "seconds the producers run", parse=float),

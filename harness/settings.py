@@ -16,6 +16,21 @@ from typing import Any
 from transports.url import parse_bool, redact_url
 
 
+def parse_csv(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``: the parser for every comma-separated setting."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_speed(text: str) -> float:
+    """Replay pace: ``1`` as recorded, ``N`` / ``Nx`` times faster, ``0`` or ``max`` flat out."""
+    if text.lower() in ("max", "0"):
+        return 0.0
+    value = float(text.lower().removesuffix("x"))
+    if value < 0:
+        raise ValueError("speed must be >= 0 (0 or max = as fast as possible)")
+    return value
+
+
 class SettingError(ValueError):
     """A setting's value is malformed; message names the flag and the environment variable."""
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.settings import Setting, add_settings, describe, redacted, resolve
+from harness.settings import Setting, add_settings, describe, parse_csv, redacted, resolve
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
 from processors.stage_runner import RunLimits, StageSummary, run_stage
 from transports.url import parse_bool
@@ -26,8 +26,6 @@ DEFAULT_ENDPOINTS = {"candles": "zmq+tcp://127.0.0.1:5555", "sentiment": "zmq+tc
 DEFAULT_OUTPUTS = {"candles": "output/market.h5", "sentiment": "output/sentiment.h5"}
 
 
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def settings_for(kind: str) -> list[Setting]:
@@ -52,7 +50,7 @@ def settings_for(kind: str) -> list[Setting]:
 
 
 def _make_stage(kind: str, values: dict[str, Any]) -> Any:
-    windows = _csv(values["windows"])
+    windows = parse_csv(values["windows"])
     grace = values["grace_ms"]
     if kind == "candles":
         from processors.candle_stage import CandleStage
@@ -79,7 +77,7 @@ def run(kind: str, args: argparse.Namespace) -> int:
     print(f"harness process {kind}: " + "; ".join(describe(values, specs)), file=sys.stderr)
     from processors.windowing import parse_windows
 
-    parse_windows(_csv(values["windows"]))  # a bad window is a one-line error before connecting
+    parse_windows(parse_csv(values["windows"]))  # a bad window: one-line error before connecting
     output = Path(
         values["output"].replace("{hostname}", socket.gethostname()).replace(
             "{pid}", str(os.getpid())

@@ -9,17 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.settings import Setting, add_settings, describe, resolve
-
-
-def _csv(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
-
+from harness.settings import Setting, add_settings, describe, parse_csv, resolve
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("scenarios", [], "comma-separated scenarios (default: all)", parse=_csv),
+    Setting("scenarios", [], "comma-separated scenarios (default: all)", parse=parse_csv),
     Setting("transports", [], "comma-separated: kafka, zmq-pushpull, zmq-pubsub (default: all)",
-            parse=_csv),
+            parse=parse_csv),
     Setting("rate", 2000.0, "synthetic trades/s each producer sends", parse=float),
     Setting("messages", 16000, "trades per scenario run", parse=int),
     Setting("results_dir", Path("results"), "folder for <timestamp>-chaos/", parse=Path),

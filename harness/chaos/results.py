@@ -12,15 +12,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
 import h5py
 
-from harness.bench.results import PACKAGES, _git_revision, _read_table, _write_table
+from harness.bench.results import _read_table, _write_table, host_metadata
 from harness.chaos.scenarios import ScenarioResult
 
 COLUMNS = ("delivered", "lost", "duplicated", "reordered", "reported_lost", "reported_net",
@@ -28,25 +25,7 @@ COLUMNS = ("delivered", "lost", "duplicated", "reordered", "reported_lost", "rep
 
 
 def chaos_metadata(settings: dict[str, Any]) -> dict[str, Any]:
-    from importlib import metadata as importlib_metadata
-
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return {
-        "workload": "chaos",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git_revision": _git_revision(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count() or 0,
-        "versions": versions,
-        "settings": settings,
-    }
+    return {"workload": "chaos", **host_metadata(settings)}
 
 
 def write_chaos(path: Path, results: list[ScenarioResult], metadata: dict[str, Any],

@@ -6,11 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transports import framing
+from transports import Envelope, framing
 from transports.framing import (
+    BatchEncoder,
     FrameError,
     decode_frame,
+    decode_into,
     decode_meta,
+    encode_batch,
+    encode_entry,
     encode_frame,
     encode_meta,
 )
@@ -111,3 +115,57 @@ def test_invalid_utf8_producer_id_is_rejected_even_after_valid_frames() -> None:
     with pytest.raises(FrameError) as info:
         decode_frame(good.replace(b"pp", b"\xff\xfe"))
     assert info.value.kind == "invalid_utf8"
+
+
+envelope_fields = st.tuples(
+    st.binary(max_size=50),
+    st.none() | st.binary(max_size=10),
+    st.lists(st.tuples(names, st.binary(max_size=10)), max_size=2),
+    st.integers(0, 2**62),
+)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(
+    topic=st.text(max_size=10).filter(lambda t: "\x00" not in t),
+    items=st.lists(envelope_fields, min_size=1, max_size=8),
+)
+def test_batch_frames_round_trip_and_match_single_frames(
+    topic: str, items: list[tuple[bytes, bytes | None, list[tuple[str, bytes]], int]]
+) -> None:
+    batch = BatchEncoder(topic, "pid")
+    for value, key, headers, seq in items:
+        batch.add(value, key, tuple(headers), seq, seq + 1, seq + 2)
+    frame = batch.frame()
+    entries = [encode_entry(v, k, tuple(h), "pid", s, s + 1, s + 2) for v, k, h, s in items]
+    assert frame == encode_batch(topic, entries)
+    out: list[Envelope] = []
+    assert decode_into(frame, out) == len(items)
+    singles = [
+        decode_frame(encode_frame(topic, v, k, tuple(h), "pid", s, s + 1, s + 2))
+        for v, k, h, s in items
+    ]
+    assert out == singles
+
+
+@settings(max_examples=400, derandomize=True)
+@given(data=st.data())
+def test_corrupted_batches_are_rejected_whole_never_partially(data: st.DataObject) -> None:
+    entries = [encode_entry(b"value", None, (("h", b"x"),), "pid", s, 0, 0) for s in range(4)]
+    frame = bytearray(encode_batch("t", entries))
+    for _ in range(data.draw(st.integers(1, 3))):
+        frame[data.draw(st.integers(2, len(frame) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(frame)))
+    out: list[Envelope] = []
+    try:
+        got = decode_into(bytes(frame[:cut]), out)
+    except FrameError as exc:
+        assert exc.kind != "batch" and out == []
+    else:
+        assert got == len(out) >= 1
+
+
+def test_decode_frame_points_batch_frames_to_decode_into() -> None:
+    with pytest.raises(FrameError) as info:
+        decode_frame(encode_batch("t", [encode_entry(b"v", None, (), "p", 0, 0, 0)]))
+    assert info.value.kind == "batch"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from transports import Envelope, Subscriber, TransportClosedError, TransportError, open_transport
 from transports.embedded_broker import free_tcp_port
-from transports.framing import encode_frame
+from transports.framing import encode_batch, encode_entry, encode_frame
 from transports.sequence import SequenceTracker
 from transports.zmq import OPTIONS, ZmqTransport
 
@@ -375,3 +375,96 @@ def test_batch_sequence_accounting_equals_one_by_one(
         batched.observe_many(envelopes[start : start + batch_size])
     assert batched.report() == one_by_one.report()
     assert batched.export_streams() == one_by_one.export_streams()
+
+
+@pytest.mark.parametrize("pattern", ["pushpull", "pubsub"])
+def test_batched_publisher_delivers_everything_in_order_and_close_flushes(
+    ctx: zmq.Context[Any], pattern: str
+) -> None:
+    url = tcp_url(f"pattern={pattern}&batch=100&batch_linger_ms=10000")
+    if pattern == "pubsub":
+        url += "&wait_subscribers=1"
+    with ZmqTransport(url, context=ctx) as transport:
+        sub = transport.subscriber(["trades"])
+        pub = transport.publisher("p1")
+        for seq in range(250):  # two full batches, a half one left for close() to send
+            key = b"K" if seq % 3 == 0 else None
+            headers = (("h", b"%d" % seq),) if seq % 5 == 0 else ()
+            pub.publish("trades", b"v%d" % seq, key=key, headers=headers, event_time_ns=seq)
+        pub.publish("other", b"o")  # its own batch; pubsub filters it out in libzmq
+        pub.close()
+        got = receive(sub, 250) + quiet(sub, 0.2)
+        sub.close()
+    assert [(e.seq, e.value, e.event_time_ns) for e in got] == [
+        (s, b"v%d" % s, s) for s in range(250)
+    ]
+    assert got[3].key == b"K" and got[4].key is None and got[5].header("h") == b"5"
+    assert {e.producer_id for e in got} == {"p1"}
+    assert sub.skipped_other_topics == (1 if pattern == "pushpull" else 0)
+    report = sub.stats.sequence.report()
+    assert (report.received, report.lost, report.duplicates) == (250, 0, 0)
+
+
+def test_batch_linger_sends_without_another_publish_or_flush(ctx: zmq.Context[Any]) -> None:
+    url = tcp_url("batch=1000&batch_linger_ms=20")
+    with (
+        ZmqTransport(url, context=ctx) as transport,
+        transport.subscriber(["t"]) as sub,
+        transport.publisher("p") as pub,
+    ):
+        for _ in range(3):
+            pub.publish("t", b"x")
+        got = receive(sub, 3, timeout=10.0)  # the publisher stays idle meanwhile
+        assert [e.seq for e in got] == [0, 1, 2]
+        pub.publish("t", b"y")  # a new linger deadline after the first batch went out
+        assert [e.seq for e in receive(sub, 1, timeout=10.0)] == [3]
+
+
+def test_poll_never_returns_more_than_max_messages_from_batch_frames(
+    ctx: zmq.Context[Any],
+) -> None:
+    with (
+        ZmqTransport(tcp_url("batch=64"), context=ctx) as transport,
+        transport.subscriber(["t"]) as sub,
+        transport.publisher("p") as pub,
+    ):
+        for _ in range(200):
+            pub.publish("t", b"x")
+        pub.flush()
+        sizes: list[int] = []
+        deadline = time.monotonic() + 20
+        while sum(sizes) < 200 and time.monotonic() < deadline:
+            sizes.append(len(sub.poll(max_messages=30, timeout=0.1)))
+        assert sum(sizes) == 200 and max(sizes) <= 30
+        assert sub.stats.sequence.report().lost == 0
+
+
+def test_a_bad_batch_is_rejected_whole_and_its_envelopes_count_as_lost(
+    ctx: zmq.Context[Any],
+) -> None:
+    url = tcp_url("bind=subscriber")
+    port = int(url.split(":")[2].split("?")[0])
+    entries = [encode_entry(b"v", None, (), "raw", seq, 0, 0) for seq in range(6)]
+    corrupt = entries[4] + b"!"  # one byte more than its declared length
+    with ZmqTransport(url, context=ctx) as transport, transport.subscriber(["t"]) as sub:
+        raw = ctx.socket(zmq.PUSH)
+        raw.linger = 0
+        raw.connect(f"tcp://127.0.0.1:{port}")
+        try:
+            raw.send(encode_batch("t", entries[:3]))
+            raw.send(encode_batch("t", [entries[3], corrupt]))
+            raw.send(encode_batch("t", entries[:0]))  # no envelopes at all
+            raw.send(encode_batch("t", [entries[5]]))
+            got = receive(sub, 4) + quiet(sub, 0.3)
+        finally:
+            raw.close()
+    assert [e.seq for e in got] == [0, 1, 2, 5]
+    assert sub.stats.rejected_by_kind == {"length_mismatch": 1, "bad_batch": 1}
+    assert sub.drain_rejected()[0].raw == encode_batch("t", [entries[3], corrupt])
+    assert sub.stats.sequence.report().lost == 2  # 3 and 4 went with their batch
+
+
+def test_batch_options_are_validated() -> None:
+    for bad in ("batch=0", "batch=x", "batch_linger_ms=-1"):
+        with pytest.raises(TransportError, match="batch"):
+            ZmqTransport(tcp_url(bad))

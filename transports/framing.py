@@ -6,7 +6,14 @@ ZeroMQ frame layout (little endian)::
     publish_ns i64 | pid_len u16 | key_len u16 | n_headers u16 | value_len u32 |
     pid | key | n x (name_len u16 | name | len u32 | value) | value
 
+A batch frame (publisher option ``batch=N``) carries several envelopes of one topic::
+
+    topic UTF-8 | 0x00 | magic "DB" | version u8 | flags u8 | count u32 |
+    count x (entry_len u32 | magic "DH" ... value as above, without the topic)
+
 The topic comes first so PUB/SUB prefix filtering (``topic + b"\\0"``) works inside libzmq.
+A batch is validated as a whole before any of its envelopes is handed out: one bad entry rejects
+the frame (it is lost or delivered as a whole; its sequence numbers then show up as gaps).
 Kafka carries key, value and headers natively; only the harness metadata travels in one
 ``x-harness`` header (seq, event_ns, publish_ns, producer id) to keep per-record cost low.
 Every decoder validates lengths and raises ``FrameError`` with a *kind* for dead-lettering.
@@ -28,6 +35,11 @@ _FIXED = struct.Struct("<2sBBqqqHHHI")
 #: The same header with magic and version read as one field: one comparison per frame.
 _HEAD = struct.Struct("<3sBqqqHHHI")
 _MAGIC_VERSION = MAGIC + bytes([VERSION])
+BATCH_MAGIC = b"DB"
+_BATCH_MAGIC_VERSION = BATCH_MAGIC + bytes([VERSION])
+_BATCH_HEAD = struct.Struct("<3sBI")
+#: A batch entry: its length, then the single-frame header.
+_ENTRY = struct.Struct("<I3sBqqqHHHI")
 _META = struct.Struct("<qqq")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -137,10 +149,14 @@ def decode_frame(frame: bytes, receive_time_ns: int = 0) -> Envelope:
             _HEAD.unpack_from(frame, pos)
         )
     except struct.error:
+        if frame[pos : pos + 3] == _BATCH_MAGIC_VERSION:  # a batch header is shorter
+            raise FrameError("batch", "a batch frame: decode it with decode_into") from None
         raise FrameError(
             "truncated", f"frame of {len(frame)} bytes is shorter than its header"
         ) from None
     if magic != _MAGIC_VERSION:
+        if magic == _BATCH_MAGIC_VERSION:
+            raise FrameError("batch", "a batch frame: decode it with decode_into")
         _raise_bad_magic(magic)
     pos += _HEAD.size
     end = pos + pid_len
@@ -154,7 +170,7 @@ def decode_frame(frame: bytes, receive_time_ns: int = 0) -> Envelope:
         end += key_len
     headers: Headers = ()
     if n_headers:
-        headers, end = _decode_headers(frame, end, n_headers)
+        headers, end = _decode_headers(frame, end, n_headers, len(frame))
     if end + value_len != len(frame):
         raise FrameError(
             "length_mismatch", f"declared value of {value_len} bytes, {len(frame) - end} present"
@@ -165,6 +181,10 @@ def decode_frame(frame: bytes, receive_time_ns: int = 0) -> Envelope:
 
 
 def _raise_bad_magic(magic_version: bytes) -> None:
+    if magic_version[:2] == BATCH_MAGIC:
+        raise FrameError(
+            "bad_version", f"batch version {magic_version[2]}, this build reads {VERSION}"
+        )
     if magic_version[:2] != MAGIC:
         raise FrameError(
             "bad_magic", f"unknown frame magic {magic_version[:2]!r} (foreign sender?)"
@@ -172,8 +192,7 @@ def _raise_bad_magic(magic_version: bytes) -> None:
     raise FrameError("bad_version", f"frame version {magic_version[2]}, this build reads {VERSION}")
 
 
-def _decode_headers(frame: bytes, pos: int, count: int) -> tuple[Headers, int]:
-    end = len(frame)
+def _decode_headers(frame: bytes, pos: int, count: int, end: int) -> tuple[Headers, int]:
     headers: list[tuple[str, bytes]] = []
     for _ in range(count):
         if pos + 2 > end:
@@ -192,6 +211,189 @@ def _decode_headers(frame: bytes, pos: int, count: int) -> tuple[Headers, int]:
             raise FrameError("invalid_utf8", "header name is not valid UTF-8") from None
         pos += vlen
     return tuple(headers), pos
+
+
+def encode_entry(
+    value: bytes,
+    key: bytes | None,
+    headers: Headers,
+    producer_id: str,
+    seq: int,
+    event_time_ns: int,
+    publish_time_ns: int,
+) -> bytes:
+    """One envelope for a batch frame (no topic: the batch has one); see ``encode_batch``."""
+    return _entry(
+        value, key, headers, _name_bytes(producer_id), seq, event_time_ns, publish_time_ns
+    )
+
+
+def _entry(
+    value: bytes,
+    key: bytes | None,
+    headers: Headers,
+    pid: bytes,
+    seq: int,
+    event_time_ns: int,
+    publish_time_ns: int,
+) -> bytes:
+    if not key and not headers:
+        extra = b""
+    else:
+        if key is not None and len(key) >= NO_KEY:
+            raise ValueError(f"key of {len(key)} bytes is too long (max {NO_KEY - 1})")
+        parts = [key] if key else []
+        for name, hval in headers:
+            bname = name.encode()
+            parts += (_U16.pack(len(bname)), bname, _U32.pack(len(hval)), hval)
+        extra = b"".join(parts)
+    head = _ENTRY.pack(
+        _HEAD.size + len(pid) + len(extra) + len(value),
+        _MAGIC_VERSION,
+        0,
+        seq,
+        event_time_ns,
+        publish_time_ns,
+        len(pid),
+        NO_KEY if key is None else len(key),
+        len(headers),
+        len(value),
+    )
+    return b"".join((head, pid, extra, value))
+
+
+def encode_batch(topic: str, entries: list[bytes]) -> bytes:
+    """One frame carrying ``entries`` (from ``encode_entry``) of ``topic``, in order."""
+    head = _BATCH_HEAD.pack(_BATCH_MAGIC_VERSION, 0, len(entries))
+    return b"".join((_name_bytes(topic), b"\x00", head, *entries))
+
+
+class BatchEncoder:
+    """Builds one batch frame of ``topic`` envelope by envelope, joined once in ``frame()``.
+
+    The publisher's hot path: an envelope without key and headers costs one struct pack and
+    a list extend (the same bytes ``encode_entry`` produces).
+    """
+
+    __slots__ = ("_parts", "_pid", "count")
+
+    def __init__(self, topic: str, producer_id: str) -> None:
+        self._parts: list[bytes] = [_name_bytes(topic) + b"\x00", b""]  # [1]: batch header
+        self._pid = _name_bytes(producer_id)
+        self.count = 0
+
+    def add(
+        self,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        seq: int,
+        event_time_ns: int,
+        publish_time_ns: int,
+    ) -> None:
+        pid = self._pid
+        if key is None and not headers:
+            self._parts += (
+                _ENTRY.pack(
+                    _HEAD.size + len(pid) + len(value),
+                    _MAGIC_VERSION,
+                    0,
+                    seq,
+                    event_time_ns,
+                    publish_time_ns,
+                    len(pid),
+                    NO_KEY,
+                    0,
+                    len(value),
+                ),
+                pid,
+                value,
+            )
+        else:
+            self._parts.append(
+                _entry(value, key, headers, pid, seq, event_time_ns, publish_time_ns)
+            )
+        self.count += 1
+
+    def frame(self) -> bytes:
+        self._parts[1] = _BATCH_HEAD.pack(_BATCH_MAGIC_VERSION, 0, self.count)
+        return b"".join(self._parts)
+
+
+def decode_into(frame: bytes, out: list[Envelope]) -> int:
+    """Append the envelope(s) of a single or batch frame to ``out``; return how many.
+
+    A bad batch appends nothing and raises ``FrameError``: all of it or none of it.
+    """
+    try:
+        out.append(decode_frame(frame))
+    except FrameError as err:
+        if err.kind != "batch":
+            raise
+    else:
+        return 1
+    envelopes = _decode_batch(frame)
+    out += envelopes
+    return len(envelopes)
+
+
+def _decode_batch(frame: bytes) -> list[Envelope]:
+    sep = frame.find(0)  # decode_frame validated the topic and the batch magic
+    topic = _decoded_names.get(frame[:sep]) or frame[:sep].decode()
+    pos = sep + 1
+    try:
+        _magic, _flags, count = _BATCH_HEAD.unpack_from(frame, pos)
+    except struct.error:
+        raise FrameError("truncated", "batch frame ends inside its header") from None
+    if not count:
+        raise FrameError("bad_batch", "batch frame with no envelopes")
+    pos += _BATCH_HEAD.size
+    size = len(frame)
+    entry_size = _ENTRY.size
+    names = _decoded_names
+    unpack = _ENTRY.unpack_from
+    envelopes: list[Envelope] = []
+    append = envelopes.append
+    for index in range(count):
+        try:
+            length, magic, _f, seq, event_ns, publish_ns, pid_len, key_len, n_headers, value_len = (
+                unpack(frame, pos)
+            )
+        except struct.error:
+            raise FrameError(
+                "truncated", f"batch frame ends inside envelope {index} of {count}"
+            ) from None
+        if magic != _MAGIC_VERSION:
+            raise FrameError("bad_batch", f"envelope {index} of {count} has magic {magic!r}")
+        stop = pos + 4 + length
+        if stop > size:
+            raise FrameError("truncated", f"envelope {index} of {count} runs past the frame")
+        end = pos + entry_size + pid_len
+        raw = frame[end - pid_len : end]
+        pid = names.get(raw)
+        if pid is None:
+            pid = _name_text(raw, "producer id")
+        key: bytes | None = None
+        if key_len != NO_KEY:
+            key = frame[end : end + key_len]
+            end += key_len
+        headers: Headers = ()
+        if n_headers:
+            headers, end = _decode_headers(frame, end, n_headers, stop)
+        if end + value_len != stop:
+            raise FrameError(
+                "length_mismatch",
+                f"envelope {index} of {count}: value of {value_len} bytes, {stop - end} present",
+            )
+        append(
+            Envelope(
+                topic, frame[end:stop], key, headers, pid, seq, event_ns, publish_ns, -1, -1, 0
+            )
+        )
+        pos = stop
+    if pos != size:
+        raise FrameError("length_mismatch", f"{size - pos} bytes after the last envelope")
+    return envelopes
 
 
 def encode_meta(producer_id: str, seq: int, event_time_ns: int, publish_time_ns: int) -> bytes:

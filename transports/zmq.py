@@ -3,8 +3,17 @@
     zmq+tcp://127.0.0.1:5555?pattern=pushpull&bind=publisher&hwm=100000
     zmq+ipc:///tmp/harness.sock      zmq+inproc://name
 
-One frame per message (``transports.framing``; one send per message is ~4x faster than
-send_multipart here). ``bind`` says which side binds: ``publisher`` (default; subscribers
+One frame per message by default (``transports.framing``; one send per message is ~4x faster
+than send_multipart here). ``batch=N`` packs up to N envelopes of one topic into one frame, the
+way Kafka's linger does: a batch goes out when full, on ``flush()``/``close()``, or at the latest
+``batch_linger_ms`` (default 1) after its first envelope (a linger thread sends it, so an idle
+producer's last messages are not stranded; that delay is the latency cost). A batch is validated
+and delivered or rejected as a whole; every envelope in it keeps its own sequence number, so a
+lost batch counts as that many lost messages. Subscribers read both frame kinds whatever their
+own URL says. Batching moves the per-frame costs (recv, send, syscalls) off the per-message path:
+see ``benchmarks/test_bench_zmq.py`` for what it buys.
+
+``bind`` says which side binds: ``publisher`` (default; subscribers
 connect) or ``subscriber`` (several producers can connect and fan in to one processor). The bind
 address is the URL host: the harness defaults use 127.0.0.1; ``*`` or ``0.0.0.0`` exposes the
 socket on every interface and is the user's explicit choice (a connecting side given a wildcard
@@ -65,7 +74,12 @@ from transports.base import (
     TransportError,
     TransportOptionError,
 )
-from transports.framing import FrameError, decode_frame, encode_frame
+from transports.framing import (
+    BatchEncoder,
+    FrameError,
+    decode_into,
+    encode_frame,
+)
 from transports.url import Option, choice, parse_url
 from transports.zmq_curve import CurveConfig, ZapGuard, apply_client, apply_server
 from transports.zmq_curve import load_curve_config as _load_curve_config
@@ -153,6 +167,18 @@ OPTIONS: dict[str, Option] = {
             _ranged(-1, _INT_MAX),
             -1,
             "-1 = publish blocks at a full HWM (back-pressure); else raise after this long",
+        ),
+        Option(
+            "batch",
+            _ranged(1, 100_000),
+            1,
+            "publisher: up to this many envelopes of one topic per frame (1 = one per frame)",
+        ),
+        Option(
+            "batch_linger_ms",
+            _ranged(0, 60_000),
+            1,
+            "publisher with batch>1: longest an envelope waits for its batch to fill",
         ),
         Option(
             "wait_subscribers",
@@ -385,6 +411,11 @@ class ZmqPublisher(Publisher):
         self._subscriptions: dict[bytes, int] = {}
         self._ready: set[str] = set()
         self._checked: set[str] = set()
+        self._batcher: _Batcher | None = None
+        if transport.options["batch"] > 1:
+            self._batcher = _Batcher(
+                self, transport.options["batch"], transport.options["batch_linger_ms"]
+            )
 
     def _send(
         self,
@@ -397,13 +428,28 @@ class ZmqPublisher(Publisher):
         publish_time_ns: int,
     ) -> None:
         if topic not in self._checked:
-            _topic_prefix(topic)
-            self._checked.add(topic)
-            if self._wait_for:
-                self._await_subscribers(topic)
-        frame = encode_frame(
-            topic, value, key, headers, self.producer_id, seq, event_time_ns, publish_time_ns
+            if self._batcher is not None:
+                with self._batcher.lock:  # the linger thread may be sending right now
+                    self._check_topic(topic)
+            else:
+                self._check_topic(topic)
+        if self._batcher is not None:
+            self._batcher.add(topic, value, key, headers, seq, event_time_ns, publish_time_ns)
+            return
+        self._send_wire(
+            topic,
+            encode_frame(
+                topic, value, key, headers, self.producer_id, seq, event_time_ns, publish_time_ns
+            ),
         )
+
+    def _check_topic(self, topic: str) -> None:
+        _topic_prefix(topic)
+        self._checked.add(topic)
+        if self._wait_for:
+            self._await_subscribers(topic)
+
+    def _send_wire(self, topic: str, frame: bytes) -> None:
         try:
             self._send_frame(frame)
         except zmq.Again:
@@ -454,14 +500,125 @@ class ZmqPublisher(Publisher):
         """libzmq sends asynchronously and cannot confirm delivery; close() lingers instead."""
         if self._closed:
             raise TransportClosedError("flush() after close()")
-        if self._is_xpub:
+        if self._batcher is not None:
+            with self._batcher.lock:
+                self._batcher.flush()
+                if self._is_xpub:
+                    self._read_subscriptions(0)
+        elif self._is_xpub:
             self._read_subscriptions(0)
 
     def _close(self, timeout: float) -> None:
+        if self._batcher is not None:
+            self._batcher.close(timeout)
         linger = min(self._transport.options["linger_ms"], int(timeout * 1000))
         self._sock.close(linger=linger)
         if self._domain:
             ZapGuard.release(self._transport.context, self._domain)
+
+
+class _Batcher:
+    """Collects envelopes per topic into batch frames for ``batch=N``.
+
+    A batch is sent when it holds N envelopes, on ``flush()``/``close()``, and at the latest
+    ``batch_linger_ms`` after its oldest envelope was added: a daemon thread sleeps until then, so
+    delivery never depends on the caller publishing again. That deadline is the latency cost of
+    batching (the first envelope of a slow trickle waits up to ``batch_linger_ms``, plus the
+    sleep's ~0.1 ms granularity). The thread and ``publish`` share the socket under one lock (a
+    zmq socket may change threads with a memory barrier in between; the lock is that barrier).
+    An error in the thread (send timeout) is raised from the next ``publish``/``flush``; the
+    lost batch shows up as sequence gaps at the receiver.
+    """
+
+    def __init__(self, publisher: ZmqPublisher, size: int, linger_ms: int) -> None:
+        self._publisher = publisher
+        self._size = size
+        self._linger_s = linger_ms / 1000
+        self._pending: dict[str, BatchEncoder] = {}
+        self._producer_id = publisher.producer_id
+        self._oldest = 0.0  # monotonic time of the oldest pending envelope
+        #: Guards the socket and ``_pending``; re-entrant so ``publish`` can hold it around its
+        #: first-send subscription check (which reads the socket) and ``add``.
+        self.lock = threading.RLock()
+        self._wake = threading.Event()  # set while anything is pending
+        self._stop = threading.Event()
+        self._error: TransportError | None = None
+        self._thread = threading.Thread(
+            target=self._linger_loop, name="zmq-batch-linger", daemon=True
+        )
+        self._thread.start()
+
+    def add(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        seq: int,
+        event_time_ns: int,
+        publish_time_ns: int,
+    ) -> None:
+        with self.lock:
+            if self._error is not None:
+                self._raise_deferred()
+            batch = self._pending.get(topic)
+            if batch is None:
+                batch = self._pending[topic] = BatchEncoder(topic, self._producer_id)
+                if not self._wake.is_set():
+                    self._oldest = time.monotonic()
+                    self._wake.set()
+            batch.add(value, key, headers, seq, event_time_ns, publish_time_ns)
+            if batch.count >= self._size:
+                del self._pending[topic]
+                if not self._pending:
+                    self._wake.clear()  # the next envelope starts a new linger deadline
+                self._publisher._send_wire(topic, batch.frame())
+
+    def flush(self) -> None:
+        with self.lock:
+            self._raise_deferred()
+            self._send_all()
+
+    def close(self, timeout: float) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        if not self.lock.acquire(timeout=timeout):
+            log.warning("batch sender still blocked after %.1f s; pending batches dropped", timeout)
+            return
+        try:
+            self._send_all()
+        except TransportError as exc:
+            log.warning("pending batches not sent at close: %s", exc)
+        finally:
+            self.lock.release()
+
+    def _send_all(self) -> None:
+        """Caller holds the lock."""
+        pending, self._pending = self._pending, {}
+        self._wake.clear()
+        for topic, batch in pending.items():
+            self._publisher._send_wire(topic, batch.frame())
+
+    def _raise_deferred(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _linger_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            left = self._oldest + self._linger_s - time.monotonic()
+            if left > 0:
+                self._stop.wait(left)
+                continue  # the batch may have been sent by size meanwhile: look again
+            with self.lock:
+                if self._pending and self._oldest + self._linger_s <= time.monotonic():
+                    try:
+                        self._send_all()
+                    except TransportError as exc:
+                        log.warning("batch send failed in the linger thread: %s", exc)
+                        self._error = exc
 
 
 class ZmqSubscriber(Subscriber):
@@ -484,6 +641,8 @@ class ZmqSubscriber(Subscriber):
         )
         #: Valid frames for topics this subscriber did not ask for (PUSH/PULL only).
         self.skipped_other_topics = 0
+        #: Envelopes of a batch frame beyond ``max_messages``, handed out by the next poll.
+        self._carry: list[Envelope] = []
         self._poller = zmq.Poller()
         self._poller.register(sock, zmq.POLLIN)
 
@@ -500,6 +659,9 @@ class ZmqSubscriber(Subscriber):
         """
         if self._closed:
             raise TransportClosedError("poll() after close()")
+        if self._carry:
+            batch, self._carry = self._carry[:max_messages], self._carry[max_messages:]
+            return self._hand_over(batch)
         recv = self._sock.recv
         noblock = zmq.NOBLOCK
         again = zmq.Again
@@ -513,8 +675,7 @@ class ZmqSubscriber(Subscriber):
             except again:
                 return []
         batch: list[Envelope] = []
-        append = batch.append
-        decode = decode_frame
+        decode = decode_into
         max_bytes = self._max_bytes
         prefixes = self._prefixes
         left = max_messages
@@ -523,21 +684,25 @@ class ZmqSubscriber(Subscriber):
                 self._skip_or_reject(frame)
             else:
                 try:
-                    env = decode(frame)
+                    got = decode(frame, batch)
                 except FrameError as err:
                     self._reject_bad(frame, err)
                 else:
-                    if len(frame) > max_bytes and len(env.value) > max_bytes:
-                        self._reject_oversize(env, frame)
-                    else:
-                        append(env)
-            left -= 1
-            if not left:
+                    if len(frame) > max_bytes:
+                        got = self._reject_oversize(batch, got, frame)
+                    left -= got
+            if left <= 0:
                 break
             try:
                 frame = recv(noblock)
             except again:
                 break
+        if left < 0:  # a batch frame overshot max_messages: hand the rest out next time
+            self._carry = batch[max_messages:]
+            del batch[max_messages:]
+        return self._hand_over(batch)
+
+    def _hand_over(self, batch: list[Envelope]) -> list[Envelope]:
         now = time.time_ns()
         for env in batch:
             env.receive_time_ns = now
@@ -546,11 +711,11 @@ class ZmqSubscriber(Subscriber):
     def _skip_or_reject(self, frame: bytes) -> None:
         """A frame for another topic is fine (counted); one that is not an envelope is rejected."""
         try:
-            decode_frame(frame)
+            skipped = decode_into(frame, [])
         except FrameError as err:
             self._reject_bad(frame, err)
         else:
-            self.skipped_other_topics += 1
+            self.skipped_other_topics += skipped
 
     def _reject_bad(self, frame: bytes, err: FrameError) -> None:
         """RCVMORE is read only here: per frame it costs ~0.6 us, more than recv() itself."""
@@ -574,17 +739,29 @@ class ZmqSubscriber(Subscriber):
             )
         )
 
-    def _reject_oversize(self, env: Envelope, frame: bytes) -> None:
-        self._reject(
-            RejectedMessage(
-                "oversize",
-                f"value of {len(env.value)} bytes exceeds max_message_bytes={self._max_bytes} "
-                f"(first {KEPT_RAW_BYTES} bytes kept)",
-                frame[:KEPT_RAW_BYTES],
-                topic=env.topic,
-                receive_time_ns=time.time_ns(),
-            )
-        )
+    def _reject_oversize(self, batch: list[Envelope], got: int, frame: bytes) -> int:
+        """Move the envelopes just decoded from ``frame`` whose value is over the limit out of
+        ``batch`` into the rejected list; return how many stay."""
+        start = len(batch) - got
+        keep = [env for env in batch[start:] if len(env.value) <= self._max_bytes]
+        if len(keep) == got:
+            return got
+        now = time.time_ns()
+        for env in batch[start:]:
+            if len(env.value) > self._max_bytes:
+                self._reject(
+                    RejectedMessage(
+                        "oversize",
+                        f"value of {len(env.value)} bytes exceeds "
+                        f"max_message_bytes={self._max_bytes} (first {KEPT_RAW_BYTES} bytes of "
+                        "its frame kept)",
+                        frame[:KEPT_RAW_BYTES],
+                        topic=env.topic,
+                        receive_time_ns=now,
+                    )
+                )
+        batch[start:] = keep
+        return len(keep)
 
     def _close(self, timeout: float) -> None:
         self._sock.close(linger=0)

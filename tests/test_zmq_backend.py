@@ -468,3 +468,33 @@ def test_batch_options_are_validated() -> None:
     for bad in ("batch=0", "batch=x", "batch_linger_ms=-1"):
         with pytest.raises(TransportError, match="batch"):
             ZmqTransport(tcp_url(bad))
+
+
+def test_batch_frames_stay_bounded_in_bytes_and_fit_max_frame_bytes(ctx: zmq.Context[Any]) -> None:
+    url = tcp_url("batch=1000&max_message_bytes=100000&max_frame_bytes=500000")
+    value = b"v" * 100_000
+    with (
+        ZmqTransport(url, context=ctx) as transport,
+        transport.subscriber(["t"]) as sub,
+        transport.publisher("p") as pub,
+    ):
+        for _ in range(12):
+            pub.publish("t", value)
+        pub.flush()
+        got = receive(sub, 12)
+    assert [e.seq for e in got] == list(range(12)) and sub.stats.rejected == 0
+    with pytest.raises(TransportError, match="max_frame_bytes"):
+        ZmqTransport(tcp_url("batch=10&max_frame_bytes=100000"))
+
+
+def test_a_key_too_long_in_a_batch_fails_that_publish_only(ctx: zmq.Context[Any]) -> None:
+    with (
+        ZmqTransport(tcp_url("batch=10&batch_linger_ms=5"), context=ctx) as transport,
+        transport.subscriber(["t"]) as sub,
+        transport.publisher("p") as pub,
+    ):
+        with pytest.raises(ValueError, match="too long"):
+            pub.publish("t", b"x", key=b"k" * 70_000)
+        pub.publish("t", b"y")
+        got = receive(sub, 1) + quiet(sub, 0.2)
+    assert [e.value for e in got] == [b"y"] and sub.stats.rejected == 0

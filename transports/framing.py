@@ -275,12 +275,13 @@ class BatchEncoder:
     a list extend (the same bytes ``encode_entry`` produces).
     """
 
-    __slots__ = ("_parts", "_pid", "count")
+    __slots__ = ("_parts", "_pid", "count", "size")
 
     def __init__(self, topic: str, producer_id: str) -> None:
         self._parts: list[bytes] = [_name_bytes(topic) + b"\x00", b""]  # [1]: batch header
         self._pid = _name_bytes(producer_id)
         self.count = 0
+        self.size = len(self._parts[0]) + _BATCH_HEAD.size  #: bytes of the frame so far
 
     def add(
         self,
@@ -309,10 +310,11 @@ class BatchEncoder:
                 pid,
                 value,
             )
+            self.size += _ENTRY.size + len(pid) + len(value)
         else:
-            self._parts.append(
-                _entry(value, key, headers, pid, seq, event_time_ns, publish_time_ns)
-            )
+            entry = _entry(value, key, headers, pid, seq, event_time_ns, publish_time_ns)
+            self._parts.append(entry)
+            self.size += len(entry)
         self.count += 1
 
     def frame(self) -> bytes:

@@ -87,6 +87,9 @@ from transports.zmq_curve import load_curve_config as _load_curve_config
 log = logging.getLogger("transports.zmq")
 
 DEFAULT_HWM = 100_000
+#: A batch frame is sent once it holds this many bytes, whatever ``batch`` says, so frames stay
+#: bounded when values are large (a batch ends at most one envelope past it).
+BATCH_FRAME_BYTES = 256 * 1024
 #: How much of an oversize or multipart frame is kept for the dead-letter store.
 KEPT_RAW_BYTES = 4096
 _WILDCARD_HOSTS = {"*", "0.0.0.0", "::", "[::]"}
@@ -260,6 +263,13 @@ class ZmqTransport(Transport):
         self.endpoint = _endpoint(kind, parsed.netloc, parsed.path, url=self.display_url)
         if opts["wait_subscribers"] and self.pattern != "pubsub":
             raise TransportOptionError("wait_subscribers only applies to pattern=pubsub")
+        largest_batch = BATCH_FRAME_BYTES + opts["max_message_bytes"] + 64 * 1024
+        if opts["batch"] > 1 and 0 < opts["max_frame_bytes"] < largest_batch:
+            raise TransportOptionError(
+                f"batch frames can reach {largest_batch} bytes (256 KiB + max_message_bytes + "
+                f"key/headers); max_frame_bytes={opts['max_frame_bytes']} would make libzmq drop "
+                "the connection: raise it or lower max_message_bytes"
+            )
         self.curve: CurveConfig | None = _load_curve_config(opts)
         pubsub = self.pattern == "pubsub"
         self.capabilities = Capabilities(
@@ -568,7 +578,7 @@ class _Batcher:
                     self._oldest = time.monotonic()
                     self._wake.set()
             batch.add(value, key, headers, seq, event_time_ns, publish_time_ns)
-            if batch.count >= self._size:
+            if batch.count >= self._size or batch.size >= BATCH_FRAME_BYTES:
                 del self._pending[topic]
                 if not self._pending:
                     self._wake.clear()  # the next envelope starts a new linger deadline
@@ -598,7 +608,8 @@ class _Batcher:
         pending, self._pending = self._pending, {}
         self._wake.clear()
         for topic, batch in pending.items():
-            self._publisher._send_wire(topic, batch.frame())
+            if batch.count:  # empty if its only envelope failed to encode (key too long)
+                self._publisher._send_wire(topic, batch.frame())
 
     def _raise_deferred(self) -> None:
         if self._error is not None:

@@ -498,3 +498,13 @@ def test_a_key_too_long_in_a_batch_fails_that_publish_only(ctx: zmq.Context[Any]
         pub.publish("t", b"y")
         got = receive(sub, 1) + quiet(sub, 0.2)
     assert [e.value for e in got] == [b"y"] and sub.stats.rejected == 0
+
+
+def test_close_with_pending_batches_and_no_receiver_is_bounded(ctx: zmq.Context[Any]) -> None:
+    with ZmqTransport(tcp_url("batch=10&batch_linger_ms=60000"), context=ctx) as transport:
+        pub = transport.publisher("p")
+        for _ in range(3):
+            pub.publish("t", b"x")
+        started = time.monotonic()
+        pub.close(timeout=0.3)
+        assert time.monotonic() - started < 3.0

@@ -520,6 +520,10 @@ class ZmqPublisher(Publisher):
 
     def _close(self, timeout: float) -> None:
         if self._batcher is not None:
+            # The last batches get ``timeout`` to be queued (no peer / full HWM would otherwise
+            # block close() for ever); what cannot be queued is logged and shows up as lost.
+            with self._batcher.lock:
+                self._sock.sndtimeo = max(0, int(timeout * 1000))
             self._batcher.close(timeout)
         linger = min(self._transport.options["linger_ms"], int(timeout * 1000))
         self._sock.close(linger=linger)

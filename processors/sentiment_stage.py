@@ -19,6 +19,7 @@ from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
 from processors.sentiment import (
     LATE_TWEET_DTYPE,
     SENTIMENT_DTYPE,
+    TWEET_DTYPE,
     SentimentAggregator,
     SentimentState,
     TweetScorer,
@@ -34,20 +35,12 @@ from transports import Envelope
 
 TWEET_TOPIC = "twitter.tweet"
 
-#: Fixed-width text (SWMR cannot grow variable-length strings); cut at a UTF-8 boundary.
+#: ``TWEET_DTYPE`` with its Python-string columns made fixed width (SWMR cannot grow
+#: variable-length strings; values are cut at a UTF-8 boundary), plus where each tweet travelled.
+_FIXED_WIDTH = {"coins": "S64", "text": f"S{TWEET_TEXT_BYTES}", "tokens": f"S{TWEET_TEXT_BYTES}"}
 TWEETS_DTYPE = np.dtype(
-    [
-        ("tweet_id", "i8"),
-        ("created_at_ms", "i8"),
-        ("author_id", "i8"),
-        ("lang", "S8"),
-        ("neg", "f8"),
-        ("neu", "f8"),
-        ("pos", "f8"),
-        ("compound", "f8"),
-        ("coins", "S64"),
-        ("text", f"S{TWEET_TEXT_BYTES}"),
-        ("tokens", f"S{TWEET_TEXT_BYTES}"),
+    [(name, _FIXED_WIDTH.get(name, TWEET_DTYPE[name].str)) for name in TWEET_DTYPE.names or ()]
+    + [
         ("publish_time_ns", "i8"),
         ("receive_time_ns", "i8"),
         ("producer_id", "S64"),

@@ -50,3 +50,26 @@ def test_quick_chaos_run_kafka_exactly_once_zmq_loss_reported_exactly(tmp_path: 
     assert zmq["reported_net"] == true_lost, zmq
     assert zmq["duplicated"] == 0
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_source_dropped_three_websocket_drops_no_duplicates_loss_reported_exactly(
+    tmp_path: Path,
+) -> None:
+    """Abort the producer's exchange websocket three times: it reconnects, nothing duplicates."""
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "chaos", "--scenarios", "source_dropped",
+         "--transports", "zmq-pushpull", "--results-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, cwd=ROOT, check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    (run_dir,) = tmp_path.glob("*-chaos")
+    _, (row,) = read_chaos(run_dir)
+    assert row["status"] == "ok" and row["faults"] == 3, row["note"]
+    assert row["sent"] > 0 and row["duplicated"] == 0, row
+    assert row["reported_net"] == row["lost"], row
+    assert row["x_source_lost"] >= 0 and row["recovery_s"] < 30, row
+    summary = run_dir / "runs" / "source_dropped-zmq-pushpull" / \
+        "chaos-source-zmq-pushpull.summary.json"
+    assert f'"binance.trade": {row["sent"]}' in summary.read_text()
+    assert done.returncode == 0, done.stdout[-3000:]

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.chaos.accounting import trade_rows
 
@@ -89,4 +90,39 @@ def wait_rows_above(output: Path, rows: int, timeout: float, proc: Stage | None 
         if feeder is not None and feeder.proc.poll() is not None and now - last_change > 2.0:
             break
         time.sleep(0.05)
+    return float("nan")
+
+
+class UnservedTradeCounter:
+    """Counts trade frames an emulator's market produced while no client was subscribed to them.
+
+    The emulator's feed drops a frame when nobody subscribes to its stream (like Binance, it does
+    not replay), and keeps no count of those; this wraps its per-frame routing to count them, so
+    frames lost at the source during a disconnect are a number rather than "unknown".
+    """
+
+    def __init__(self, emulator: Any) -> None:
+        self.emulator = emulator
+        self.unserved = 0
+        route = emulator._route
+
+        def counting_route(raw: str) -> None:
+            end = raw.find('"', 11)
+            stream = raw[11:end] if raw.startswith('{"stream":"') else ""
+            if stream.endswith("@trade") and not any(
+                stream in c.streams for c in list(emulator.clients)
+            ):
+                self.unserved += 1
+            route(raw)
+
+        emulator._route = counting_route  # looked up per frame by the emulator's feed task
+
+
+def wait_reconnected(emulator: Any, connections_before: int, timeout: float) -> float:
+    """Seconds until the emulator accepts a connection beyond ``connections_before``; or nan."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if emulator.stats.connections > connections_before:
+            return time.monotonic() - start
+        time.sleep(0.01)
     return float("nan")

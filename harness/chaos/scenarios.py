@@ -8,6 +8,7 @@ it did; nothing is asserted that the transport does not promise.
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -17,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.chaos.accounting import Accounting, account, trade_rows
-from harness.chaos.processes import Stage, file_size_limit, wait_rows_above
+from harness.chaos.processes import (
+    Stage,
+    UnservedTradeCounter,
+    file_size_limit,
+    wait_reconnected,
+    wait_rows_above,
+)
 from transports.embedded_broker import EmbeddedBroker
 from transports.url import redact_url
 
@@ -275,6 +282,95 @@ def unwritable_output(setup: Setup) -> ScenarioResult:
     return result
 
 
+def live_producer(setup: Setup, pid: str, endpoint: str, messages: int) -> Stage:
+    return Stage(f"producer-{pid}", [
+        "produce", "binance", "--source", "live", "--endpoint", endpoint, "--streams", "trade",
+        "--symbols", "btcusdt,ethusdt", "--max-messages", str(messages), "--producer-id", pid,
+        "--transport", setup.producer_url, "--output-dir", str(setup.workdir / "producer"),
+        "--summary-json", str(setup.workdir / f"{pid}.summary.json"), "--progress-every", "2",
+    ], setup.workdir / "logs")
+
+
+def _wait_frames_after(emulator: object, frames_before: int, timeout: float) -> float:
+    """Seconds until the emulator has sent a frame beyond ``frames_before``; ``nan`` if not."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if emulator.stats.frames_sent > frames_before:  # type: ignore[attr-defined]
+            return time.monotonic() - start
+        time.sleep(0.005)
+    return float("nan")
+
+
+def source_dropped(setup: Setup, drops: int = 3, rate: float = 400.0) -> ScenarioResult:
+    """Abort the producer's websocket to the (emulated) exchange ``drops`` times mid-run.
+
+    Binance does not replay: trades the exchange produced while the producer was reconnecting
+    are lost at the source, before any transport sees them. The emulator's market is wrapped to
+    count them (``x_source_lost``); the pipeline's own accounting starts at what the producer
+    published, which must all arrive on Kafka and be reported exactly on ZeroMQ.
+    """
+    from emulators.binance import emulator_thread
+
+    result = ScenarioResult("source_dropped", setup.transport, redact_url(setup.producer_url))
+    pid = f"chaos-source-{setup.transport}"
+    rate = min(rate, setup.rate)
+    messages = min(setup.messages, int(rate * 8))  # ~8 s of trades: room for three drops
+    summary = setup.workdir / f"{pid}.summary.json"
+    times: list[float] = []
+    reconnects: list[float] = []
+    source_lost = 0
+    with emulator_thread(symbols=("btcusdt", "ethusdt"), rate=rate, seed=19) as emu:
+        unserved = UnservedTradeCounter(emu)
+        proc = processor(setup, 0, idle_exit=6.0)
+        prod = live_producer(setup, pid, emu.url, messages)
+        first = wait_reconnected(emu, 0, 30)
+        started = time.monotonic()
+        duration = messages / rate
+        for n in range(1, drops + 1):
+            time.sleep(max(0.0, started + duration * n / (drops + 1) - time.monotonic()))
+            if prod.proc.poll() is not None:
+                result.note += f" producer had finished before drop {n};"
+                break
+            connections, counted = emu.stats.connections, unserved.unserved
+            emu.drop_connections()
+            reconnects.append(round(wait_reconnected(emu, connections, 30), 3))
+            source_lost += unserved.unserved - counted
+            # recovery: drop -> first frame the exchange sends on the new connection (the
+            # producer publishes each frame as it arrives)
+            times.append(reconnects[-1] + _wait_frames_after(emu, emu.stats.frames_sent, 30))
+        code = prod.wait(duration + 60)
+    if code != 0:
+        result.note += f" {prod.name} exit {code}: {prod.last_line()[:160]};"
+    published = _published_trades(summary)
+    _recovery(result, times)
+    proc_code = proc.wait(60)
+    if proc_code not in (0, None):
+        result.note += f" {proc.name} exit {proc_code}: {proc.last_line()[:160]};"
+    result.absorb(account(setup.output, {pid: published}))
+    result.extra.update(source_lost=source_lost, reconnect_s=max(reconnects, default=math.nan),
+                        first_connect_s=round(first, 3), emulator_rate=rate)
+    result.note += (f" {source_lost} trades the exchange produced while the producer was "
+                    "disconnected are lost at the source (Binance does not replay) and are not "
+                    "in sent/lost; recovery = drop until the first frame on the new connection;")
+    if setup.replayable:
+        result.expectation = "published == delivered: lost == 0 and duplicated == 0"
+        result.passed = result.lost == 0 and result.duplicated == 0 and result.sent > 0
+    else:
+        result.expectation = "duplicated == 0; reported loss (gaps not in file) == true loss"
+        result.passed = result.duplicated == 0 and _exact_loss(result) and result.sent > 0
+    result.passed = result.passed and result.faults == drops and code == 0
+    return result
+
+
+def _published_trades(summary: Path) -> int:
+    """Trades the producer says it published (its summary JSON), 0 if it wrote none."""
+    try:
+        data = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return 0
+    return int(data.get("published_by_topic", {}).get("binance.trade", 0))
+
+
 SCENARIOS: dict[str, Callable[[Setup], ScenarioResult]] = {
     "processor_kill": processor_kill,
     "processor_stall": processor_stall,
@@ -282,6 +378,7 @@ SCENARIOS: dict[str, Callable[[Setup], ScenarioResult]] = {
     "broker_restart": broker_restart,
     "disk_full": disk_full,
     "unwritable_output": unwritable_output,
+    "source_dropped": source_dropped,
 }
 #: Which transports each scenario runs on (broker restart needs a broker; the stall contrasts
 #: PUSH/PULL back-pressure with PUB/SUB dropping).
@@ -292,4 +389,5 @@ TRANSPORTS: dict[str, tuple[str, ...]] = {
     "broker_restart": ("kafka",),
     "disk_full": ("kafka", "zmq-pushpull"),
     "unwritable_output": ("kafka", "zmq-pushpull"),
+    "source_dropped": ("kafka", "zmq-pushpull"),
 }

@@ -16,7 +16,9 @@ Unlike Binance, unknown symbols are refused (HTTP 400 in the URL, code 2 in SUBS
 typo is visible at once; Binance silently sends nothing for them.
 
 Faults (thread-safe; call from tests): ``drop_connections``, ``send_raw`` (malformed frames:
-see ``MALFORMED``), ``server_shutdown``, ``stall``/``resume``, ``max_connection_age_s``.
+see ``MALFORMED``), ``server_shutdown``, ``stall`` (current connections only),
+``max_connection_age_s``, ``refuse_handshakes`` (HTTP 429 / 418 with ``Retry-After``, as Binance
+answers too many connection attempts).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class EmulatorStats:
     frames_sent: int = 0
     pongs_seen: int = 0  # connections on which the client answered our keepalive pings
     rejected_handshakes: int = 0
+    #: time.monotonic() of every websocket handshake the server was asked for, refused or not.
+    handshake_times: list[float] = field(default_factory=list)
     rate_limit_disconnects: int = 0
     slow_client_disconnects: int = 0
     paths: list[str] = field(default_factory=list)
@@ -126,6 +130,8 @@ class BinanceEmulator:
         self._feeder: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        #: (handshakes still to refuse, HTTP status, Retry-After seconds or None)
+        self._refusing: tuple[int, int, int | None] = (0, 0, None)
 
     @property
     def url(self) -> str:
@@ -188,6 +194,14 @@ class BinanceEmulator:
         """Announce ``serverShutdown`` on every connection, close them after the grace time."""
         self._call(self._shutdown_all)
 
+    def refuse_handshakes(
+        self, count: int, status: int = 429, retry_after_s: int | None = None
+    ) -> None:
+        """Answer the next ``count`` handshakes with ``status`` instead of upgrading: Binance
+        sends 429 when connection attempts exceed its limit and 418 once the IP is banned, with
+        ``Retry-After`` in seconds."""
+        self._call(setattr, self, "_refusing", (count, status, retry_after_s))
+
     def stall(self) -> None:
         """Stop sending data on current connections; sockets stay open and answer pings."""
         self._call(lambda: [setattr(c, "stalled", True) for c in self.clients])
@@ -237,6 +251,18 @@ class BinanceEmulator:
 
     def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
         self.stats.paths.append(request.path)
+        self.stats.handshake_times.append(time.monotonic())
+        left, status, retry_after = self._refusing
+        if left:
+            self._refusing = (left - 1, status, retry_after)
+            return self._reject(
+                conn,
+                http.HTTPStatus(status),
+                -1003,
+                "Way too many requests; IP banned until later." if status == 418
+                else "Too many requests; please use the websocket for live updates.",
+                retry_after_s=retry_after,
+            )
         try:
             _, streams = self._parse_path(request.path)
         except ValueError as exc:
@@ -250,16 +276,20 @@ class BinanceEmulator:
         return None
 
     def _reject(
-        self, conn: ServerConnection, status: http.HTTPStatus, code: int, msg: str
+        self,
+        conn: ServerConnection,
+        status: http.HTTPStatus,
+        code: int,
+        msg: str,
+        *,
+        retry_after_s: int | None = None,
     ) -> Response:
         self.stats.rejected_handshakes += 1
         body = orjson.dumps({"code": code, "msg": msg})
-        return Response(
-            status.value,
-            status.phrase,
-            Headers({"Content-Type": "application/json", "Content-Length": str(len(body))}),
-            body,
-        )
+        headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(body))})
+        if retry_after_s is not None:
+            headers["Retry-After"] = str(retry_after_s)
+        return Response(status.value, status.phrase, headers, body)
 
     async def _handle(self, ws: ServerConnection) -> None:
         combined, streams = self._parse_path(ws.request.path if ws.request else "/ws")

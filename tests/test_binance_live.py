@@ -54,10 +54,18 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running(
-    streams: list[str] = STREAMS, emu_kwargs: dict[str, object] | None = None, **cfg: object
+    streams: list[str] = STREAMS,
+    emu_kwargs: dict[str, object] | None = None,
+    before_start: Callable[[BinanceEmulator], None] | None = None,
+    **cfg: object,
 ) -> AsyncIterator[Running]:
-    async with BinanceEmulator(rate=400, **(emu_kwargs or {})) as emu:  # type: ignore[arg-type]
-        config = LiveConfig(endpoint=emu.url, backoff_initial_s=0.05, **cfg)  # type: ignore[arg-type]
+    kwargs: dict[str, object] = {"rate": 400, **(emu_kwargs or {})}
+    async with BinanceEmulator(**kwargs) as emu:  # type: ignore[arg-type]
+        if before_start is not None:
+            before_start(emu)
+            await asyncio.sleep(0)  # faults are scheduled on the emulator's loop
+        settings: dict[str, object] = {"backoff_initial_s": 0.05, **cfg}
+        config = LiveConfig(endpoint=emu.url, **settings)  # type: ignore[arg-type]
         client = BinanceLiveClient(streams, config)
         r = Running(emu, client)
         task = asyncio.create_task(run_live(r.pipe, client, r.stop))
@@ -163,3 +171,55 @@ async def test_streams_are_sharded_across_connections() -> None:
             lambda: {e.topic for e in r.pub.messages} >= {"binance.trade", "binance.bookTicker"}
         )
     assert len(r.client.shards) == 2
+
+
+def gaps(times: list[float], apart: int = 1) -> list[float]:
+    """Seconds between handshake ``i`` and handshake ``i + apart``."""
+    return [b - a for a, b in zip(times, times[apart:], strict=False)]
+
+
+async def test_http_429_on_connect_waits_the_retry_after() -> None:
+    refuse = lambda emu: emu.refuse_handshakes(2, status=429, retry_after_s=1)  # noqa: E731
+    async with running(before_start=refuse, backoff_initial_s=0.01) as r:
+        await r.published_more(10)
+    assert r.emu.stats.rejected_handshakes == 2
+    assert r.client.stats.connect_failures == 2
+    # full jitter alone would retry within 0.01 s; the exchange said one second
+    assert all(gap >= 0.99 for gap in gaps(r.emu.stats.handshake_times[:3]))
+
+
+async def test_ip_ban_418_is_retried_not_fatal() -> None:
+    refuse = lambda emu: emu.refuse_handshakes(1, status=418, retry_after_s=1)  # noqa: E731
+    async with running(before_start=refuse, backoff_initial_s=0.01) as r:
+        await r.published_more(10)
+    assert r.emu.stats.rejected_handshakes == 1
+    assert gaps(r.emu.stats.handshake_times[:2])[0] >= 0.99
+
+
+async def test_connection_attempts_are_capped_per_window() -> None:
+    """Binance bans an IP past 300 attempts in 5 minutes: the cap holds even when every attempt
+    fails at once (here 2 per second, refusals without Retry-After, near-zero backoff)."""
+    refuse = lambda emu: emu.refuse_handshakes(4, status=503)  # noqa: E731
+    async with running(
+        before_start=refuse, backoff_initial_s=0.001, attempts_per_window=2, attempt_window_s=1.0
+    ) as r:
+        await r.published_more(10)
+    times = r.emu.stats.handshake_times
+    assert len(times) == 5 and r.client.stats.connect_failures == 4
+    assert max(gaps(times[:2])) < 0.5  # two attempts go at once ...
+    assert all(gap >= 0.99 for gap in gaps(times, apart=2))  # ... never a third in one second
+
+
+async def test_streams_beyond_the_url_are_subscribed_in_batches() -> None:
+    """A combined-stream URL holds ~8,000 characters; the rest is SUBSCRIBEd after connecting,
+    200 streams per request, paced under the 5 control messages/s limit."""
+    symbols = tuple(f"c{i:03d}usdt" for i in range(150))
+    kinds = ("trade", "aggTrade", "bookTicker", "ticker", "kline_1m")
+    streams = [f"{sym}@{kind}" for sym in symbols for kind in kinds]
+    async with running(streams=streams, emu_kwargs={"symbols": symbols, "rate": 50}) as r:
+        await r.published_more(5)
+        listed = await r.client.list_subscriptions()
+    in_url = r.emu.stats.paths[0].split("streams=")[1].split("/")
+    assert len(r.emu.stats.paths[0]) <= 8000 and 200 < len(streams) - len(in_url) <= 400
+    assert sorted(listed) == sorted(streams)
+    assert r.emu.stats.rate_limit_disconnects == 0

@@ -10,7 +10,7 @@ from kafka import KafkaProducer
 
 from transports import Envelope, Subscriber, TransportError, TransportOptionError, open_transport
 from transports.base import Transport
-from transports.embedded_broker import EmbeddedBroker, port_is_free
+from transports.embedded_broker import EmbeddedBroker, free_tcp_port, port_is_free
 from transports.framing import META_HEADER
 from transports.kafka import BOOTSTRAP_ENV
 
@@ -146,6 +146,53 @@ def test_seek_to_stored_positions(transport: Transport, unique_topic: str):
     sub.close()
     assert [int(e.value) for e in replay] == [7, 8, 9]
     assert sub.stats.sequence.report().duplicates == 3  # a replay is visible, not hidden
+
+
+def test_position_past_the_log_end_reads_the_new_log_from_its_start(
+    transport: Transport, unique_topic: str
+):
+    """Stored positions from a broker that lost its log (the embedded Tansu restarted: memory
+    storage) point past the new log's end, and Tansu sends no OffsetOutOfRange: the subscriber
+    must notice, count it and read the new log from its start instead of skipping it unseen."""
+    transport.create_topics([unique_topic], partitions=1)
+    with transport.publisher() as pub:
+        for i in range(5):
+            pub.publish(unique_topic, str(i).encode())
+    sub = transport.subscriber([unique_topic], start={(unique_topic, 0): 8000})
+    got = collect(sub, 5)
+    sub.close()
+    assert [int(e.value) for e in got] == [0, 1, 2, 3, 4]
+    assert sub.log_resets == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("scheme", CLIENTS)
+def test_restarted_embedded_broker_new_log_is_read_from_its_start(scheme: str):
+    """The embedded broker keeps nothing across a restart, and a consumer's metadata refresh
+    re-creates the topic with Tansu's default of 4 partitions: an assign-mode subscriber must
+    read the new log from its start and pick up the partitions it did not have."""
+    with EmbeddedBroker(port=free_tcp_port()) as broker:
+        url = f"{scheme}://{broker.bootstrap}?partitions=1"
+        with open_transport(url) as transport, transport.publisher("before") as pub:
+            transport.create_topics(["t"])
+            for i in range(10):
+                pub.publish("t", str(i).encode(), key=b"k")
+            pub.flush()
+            sub = transport.subscriber(["t"])
+            assert len(collect(sub, 10)) == 10
+            broker.stop()
+            broker.start()
+            deadline = time.monotonic() + 3  # the subscriber meets the new, empty log first
+            while time.monotonic() < deadline:
+                sub.poll(1000, 0.2)
+            with open_transport(url) as again, again.publisher("after") as pub2:
+                again.create_topics(["t"])
+                for i in range(20):
+                    pub2.publish("t", str(100 + i).encode(), key=b"k%d" % (i % 4))
+                pub2.flush()
+            got = collect(sub, 20)
+            sub.close()
+    assert sorted(int(e.value) for e in got) == list(range(100, 120))
+    assert sub.log_resets >= 1  # type: ignore[attr-defined]
 
 
 def test_seek_to_unassigned_partition_is_a_clear_error(transport: Transport, unique_topic: str):

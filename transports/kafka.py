@@ -14,6 +14,14 @@ the log. ``start="latest"`` therefore resolves the real end from a Fetch high wa
 the subscriber is returned (correct on Apache Kafka too), and ``end_positions()`` prefers the
 high watermark. With a consumer *group* and no committed offset, "latest" is the client's
 ``auto_offset_reset`` and may re-deliver the last stored batch on Tansu.
+
+A position past the log end (the broker lost its log, e.g. the embedded Tansu restarted with
+memory storage, or stored positions from an earlier broker) gets no OffsetOutOfRange from Tansu:
+the consumer would wait there while everything written to the new log is skipped, unseen even by
+sequence tracking. When a partition's Fetch high watermark stays below the position for
+``TRUNCATION_CONFIRM_S``, the subscriber logs it, counts it in ``log_resets`` and reads that
+partition from its start (what Apache Kafka's OffsetOutOfRange + ``auto_offset_reset=earliest``
+does).
 """
 
 from __future__ import annotations
@@ -62,6 +70,11 @@ log = logging.getLogger("transports.kafka")
 BOOTSTRAP_ENV = "HARNESS_KAFKA_BOOTSTRAP"
 #: How long the transport waits to reach the cluster before saying it is unreachable.
 CONNECT_TIMEOUT_S = 5.0
+#: How long a partition's log end must stay below the position before it counts as truncated
+#: (a high watermark can lag a seek by a fetch; Apache Kafka's can lag a leader change briefly).
+TRUNCATION_CONFIRM_S = 1.0
+#: Assign mode: how often an idle subscriber looks for partitions added to its topics.
+PARTITION_CHECK_S = 1.0
 #: Room for record/batch framing on top of the payload when sizing client limits.
 RECORD_OVERHEAD_BYTES = 64 * 1024
 
@@ -452,6 +465,33 @@ class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._consumer.seek(tp, offset)
 
 
+class LogEndWatch:
+    """When has a partition's log end stayed below the consumer's position long enough to be a
+    truncated or recreated log? Shared by both Kafka clients; logs and counts each reset."""
+
+    def __init__(self) -> None:
+        self._behind_since: dict[tuple[str, int], float] = {}
+        self.resets = 0
+
+    def past_end(self, topic: str, partition: int, position: int | None, high: int | None) -> bool:
+        key = (topic, partition)
+        if position is None or high is None or position <= high:
+            self._behind_since.pop(key, None)
+            return False
+        now = time.monotonic()
+        since = self._behind_since.setdefault(key, now)
+        if now - since < TRUNCATION_CONFIRM_S:
+            return False
+        del self._behind_since[key]
+        self.resets += 1
+        log.warning(
+            "%s[%d]: position %d is past the log end %d for %.1f s: the log was truncated or "
+            "recreated (broker lost its data?); reading it from its start",
+            topic, partition, position, high, now - since,
+        )
+        return True
+
+
 class KafkaSubscriber(Subscriber):
     """KafkaConsumer without auto-commit; group=None assigns every partition (no join delay)."""
 
@@ -473,6 +513,8 @@ class KafkaSubscriber(Subscriber):
         self.group = group
         self._max_bytes = transport.max_message_bytes
         self._pending: dict[tuple[str, int], int] = {}
+        self._log_end = LogEndWatch()
+        self._next_partition_check = 0.0
         o = transport.options
         cfg = kafka_python_config(o, transport.bootstrap)
         session = o["session_timeout_ms"]
@@ -554,6 +596,8 @@ class KafkaSubscriber(Subscriber):
         except KafkaError as exc:
             raise self._t.error("poll", exc) from None
         if not batches:
+            self._reset_truncated()
+            self._assign_new_partitions()
             return []
         now = time.time_ns()
         out: list[Envelope] = []
@@ -592,6 +636,43 @@ class KafkaSubscriber(Subscriber):
             if records:
                 pending[(topic, part)] = records[-1].offset + 1
         return self._accept(out)
+
+    @property
+    def log_resets(self) -> int:
+        """Partitions re-read from their start because the log ended before the position."""
+        return self._log_end.resets
+
+    def _reset_truncated(self) -> None:
+        """On an idle poll: a partition whose log ends before the position is read from its
+        start (see the module doc)."""
+        consumer = self._consumer
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            position = consumer.position(tp, timeout_ms=0) if high is not None else None
+            if self._log_end.past_end(tp.topic, tp.partition, position, high):
+                consumer.seek_to_beginning(tp)
+
+    def _assign_new_partitions(self) -> None:
+        """Assign mode, on an idle poll: partitions a subscribed topic gained (added on a real
+        Kafka, or the topic re-created with more, as a restarted Tansu auto-creates it with 4)
+        are read from their start. A group gets them from its coordinator instead."""
+        now = time.monotonic()
+        if self.group is not None or now < self._next_partition_check:
+            return
+        self._next_partition_check = now + PARTITION_CHECK_S
+        consumer = self._consumer
+        assigned = consumer.assignment()
+        new = [
+            tp
+            for topic in self._topics
+            for tp in (TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ())
+            if tp not in assigned
+        ]
+        if new:
+            log.warning("new partitions %s: reading them from their start",
+                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in new))
+            consumer.assign([*assigned, *new])
+            consumer.seek_to_beginning(*new)
 
     def commit(self, positions: Positions | None = None) -> None:
         """Commit exactly ``positions`` (next offsets), or everything polled so far."""

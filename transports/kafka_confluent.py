@@ -42,8 +42,10 @@ from transports.base import (
 from transports.framing import _META, META_HEADER, encode_meta
 from transports.kafka import (
     CONNECT_TIMEOUT_S,
+    PARTITION_CHECK_S,
     RECORD_OVERHEAD_BYTES,
     KafkaTransportBase,
+    LogEndWatch,
     decode_record,
 )
 
@@ -260,6 +262,10 @@ class ConfluentSubscriber(Subscriber):
         self._max_bytes = transport.max_message_bytes
         self._max_poll = transport.options["max_poll_records"]
         self._pending: dict[tuple[str, int], int] = {}
+        self._log_end = LogEndWatch()
+        #: Offsets last sought to: librdkafka's position() is unknown until a record is consumed.
+        self._sought: dict[tuple[str, int], int] = {}
+        self._next_partition_check = 0.0
         o = transport.options
         session = o["session_timeout_ms"]
         cfg = confluent_config(o, transport.bootstrap)
@@ -330,6 +336,7 @@ class ConfluentSubscriber(Subscriber):
             if unknown:
                 raise TransportError(f"positions for partitions that do not exist: {unknown}")
             offsets = {tp: start.get(tp, OFFSET_BEGINNING) for tp in parts}
+            self._sought.update(start)
         self._consumer.assign([TopicPartition(t, p, o) for (t, p), o in offsets.items()])
 
     def _true_ends(
@@ -361,6 +368,8 @@ class ConfluentSubscriber(Subscriber):
         except KafkaException as exc:
             raise self._t.error("poll", exc) from None
         if not msgs:
+            self._reset_truncated()
+            self._assign_new_partitions()
             return []
         now = time.time_ns()
         out: list[Envelope] = []
@@ -439,6 +448,7 @@ class ConfluentSubscriber(Subscriber):
                     self._consumer.seek(TopicPartition(topic, part, offset))
         except KafkaException as exc:
             raise self._t.error("seek", exc) from None
+        self._sought.update(positions)
 
     def _positions(self) -> list[TopicPartition]:
         tps = self._consumer.position(self._consumer.assignment())
@@ -456,6 +466,53 @@ class ConfluentSubscriber(Subscriber):
         except KafkaException as exc:
             raise self._t.error("committed offsets", exc) from None
         return {(tp.topic, tp.partition): tp.offset for tp in tps if tp.offset >= 0}
+
+    @property
+    def log_resets(self) -> int:
+        """Partitions re-read from their start because the log ended before the position."""
+        return self._log_end.resets
+
+    def _reset_truncated(self) -> None:
+        """On an idle poll: a partition whose log ends before the position is read from its
+        start (``transports.kafka`` module doc: Tansu sends no OffsetOutOfRange)."""
+        consumer = self._consumer
+        try:
+            for tp in consumer.position(consumer.assignment()):
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                key = (tp.topic, tp.partition)
+                position = tp.offset if tp.offset >= 0 else self._sought.get(key)
+                if self._log_end.past_end(
+                    tp.topic, tp.partition, position, high if high >= 0 else None
+                ):
+                    consumer.seek(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
+                    self._sought.pop(key, None)
+        except KafkaException as exc:
+            raise self._t.error("log end check", exc) from None
+
+    def _assign_new_partitions(self) -> None:
+        """Assign mode, on an idle poll: partitions a subscribed topic gained are read from their
+        start (``transports.kafka``: same rule). One metadata request per PARTITION_CHECK_S."""
+        now = time.monotonic()
+        if self.group is not None or now < self._next_partition_check:
+            return
+        self._next_partition_check = now + PARTITION_CHECK_S
+        try:
+            current = self.assignment()
+            new = [
+                (topic, part)
+                for topic in self._topics
+                for part in self._consumer.list_topics(topic, timeout=1.0).topics[topic].partitions
+                if (topic, part) not in current
+            ]
+            if new:
+                log.warning("new partitions %s: reading them from their start",
+                            ", ".join(f"{t}[{p}]" for t, p in new))
+                # only the new ones: re-assigning the rest would undo a reset of their positions
+                self._consumer.incremental_assign(
+                    [TopicPartition(t, p, OFFSET_BEGINNING) for t, p in new]
+                )
+        except (KafkaException, KeyError) as exc:
+            log.debug("partition check skipped: %s", exc)
 
     def end_positions(self) -> dict[tuple[str, int], int]:
         """Log end per assigned partition; the Fetch high watermark where one was seen."""

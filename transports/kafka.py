@@ -73,7 +73,7 @@ CONNECT_TIMEOUT_S = 5.0
 #: How long a partition's log end must stay below the position before it counts as truncated
 #: (a high watermark can lag a seek by a fetch; Apache Kafka's can lag a leader change briefly).
 TRUNCATION_CONFIRM_S = 1.0
-#: Assign mode: how often an idle subscriber looks for partitions added to its topics.
+#: How often a subscriber looks for log ends before its positions and for new partitions.
 PARTITION_CHECK_S = 1.0
 #: Room for record/batch framing on top of the payload when sizing client limits.
 RECORD_OVERHEAD_BYTES = 64 * 1024
@@ -514,7 +514,7 @@ class KafkaSubscriber(Subscriber):
         self._max_bytes = transport.max_message_bytes
         self._pending: dict[tuple[str, int], int] = {}
         self._log_end = LogEndWatch()
-        self._next_partition_check = 0.0
+        self._next_check = 0.0
         o = transport.options
         cfg = kafka_python_config(o, transport.bootstrap)
         session = o["session_timeout_ms"]
@@ -595,9 +595,9 @@ class KafkaSubscriber(Subscriber):
             batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_messages)
         except KafkaError as exc:
             raise self._t.error("poll", exc) from None
+        if time.monotonic() >= self._next_check:
+            self._check_log_ends()
         if not batches:
-            self._reset_truncated()
-            self._assign_new_partitions()
             return []
         now = time.time_ns()
         out: list[Envelope] = []
@@ -642,26 +642,22 @@ class KafkaSubscriber(Subscriber):
         """Partitions re-read from their start because the log ended before the position."""
         return self._log_end.resets
 
-    def _reset_truncated(self) -> None:
-        """On an idle poll: a partition whose log ends before the position is read from its
-        start (see the module doc)."""
+    def _check_log_ends(self) -> None:
+        """Every PARTITION_CHECK_S (from cached metadata and fetch high watermarks, no request):
+        a partition whose log has ended before the position for TRUNCATION_CONFIRM_S, and in
+        assign mode a partition a subscribed topic gained (added on a real Kafka, or the topic
+        re-created with more, as a restarted Tansu does with 4), are read from their start. A
+        group gets new partitions from its coordinator instead."""
+        self._next_check = time.monotonic() + PARTITION_CHECK_S
         consumer = self._consumer
-        for tp in consumer.assignment():
+        assigned = consumer.assignment()
+        for tp in assigned:
             high = consumer.highwater(tp)
             position = consumer.position(tp, timeout_ms=0) if high is not None else None
             if self._log_end.past_end(tp.topic, tp.partition, position, high):
                 consumer.seek_to_beginning(tp)
-
-    def _assign_new_partitions(self) -> None:
-        """Assign mode, on an idle poll: partitions a subscribed topic gained (added on a real
-        Kafka, or the topic re-created with more, as a restarted Tansu auto-creates it with 4)
-        are read from their start. A group gets them from its coordinator instead."""
-        now = time.monotonic()
-        if self.group is not None or now < self._next_partition_check:
+        if self.group is not None:
             return
-        self._next_partition_check = now + PARTITION_CHECK_S
-        consumer = self._consumer
-        assigned = consumer.assignment()
         new = [
             tp
             for topic in self._topics

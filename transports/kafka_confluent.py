@@ -265,7 +265,7 @@ class ConfluentSubscriber(Subscriber):
         self._log_end = LogEndWatch()
         #: Offsets last sought to: librdkafka's position() is unknown until a record is consumed.
         self._sought: dict[tuple[str, int], int] = {}
-        self._next_partition_check = 0.0
+        self._next_check = 0.0
         o = transport.options
         session = o["session_timeout_ms"]
         cfg = confluent_config(o, transport.bootstrap)
@@ -367,9 +367,9 @@ class ConfluentSubscriber(Subscriber):
                     msgs += self._consumer.consume(num_messages=limit - 1, timeout=0)
         except KafkaException as exc:
             raise self._t.error("poll", exc) from None
+        if time.monotonic() >= self._next_check:
+            self._check_log_ends(idle=not msgs)
         if not msgs:
-            self._reset_truncated()
-            self._assign_new_partitions()
             return []
         now = time.time_ns()
         out: list[Envelope] = []
@@ -472,9 +472,11 @@ class ConfluentSubscriber(Subscriber):
         """Partitions re-read from their start because the log ended before the position."""
         return self._log_end.resets
 
-    def _reset_truncated(self) -> None:
-        """On an idle poll: a partition whose log ends before the position is read from its
-        start (``transports.kafka`` module doc: Tansu sends no OffsetOutOfRange)."""
+    def _check_log_ends(self, idle: bool) -> None:
+        """Every PARTITION_CHECK_S (``transports.kafka``: same rules): a partition whose log has
+        ended before the position is read from its start; in assign mode, on an idle poll only
+        (it costs a metadata request), so are partitions a subscribed topic gained."""
+        self._next_check = time.monotonic() + PARTITION_CHECK_S
         consumer = self._consumer
         try:
             for tp in consumer.position(consumer.assignment()):
@@ -488,14 +490,10 @@ class ConfluentSubscriber(Subscriber):
                     self._sought.pop(key, None)
         except KafkaException as exc:
             raise self._t.error("log end check", exc) from None
+        if self.group is None and idle:
+            self._assign_new_partitions()
 
     def _assign_new_partitions(self) -> None:
-        """Assign mode, on an idle poll: partitions a subscribed topic gained are read from their
-        start (``transports.kafka``: same rule). One metadata request per PARTITION_CHECK_S."""
-        now = time.monotonic()
-        if self.group is not None or now < self._next_partition_check:
-            return
-        self._next_partition_check = now + PARTITION_CHECK_S
         try:
             current = self.assignment()
             new = [

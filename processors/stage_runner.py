@@ -83,6 +83,8 @@ class StageSummary:
     duplicates: int = 0
     flushes: int = 0
     resumed_from: dict[str, int] = field(default_factory=dict)
+    #: partitions re-read from their start because the broker's log ended before the position
+    log_resets: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -294,6 +296,7 @@ def run_stage(
         transport.close()
     report = subscriber.stats.sequence.report()
     summary.lost, summary.duplicates = report.lost, report.duplicates
+    summary.log_resets = subscriber.stats.log_resets
     summary.rejected = dict(subscriber.stats.rejected_by_kind)
     summary.dead_letters = dict(dead.counts)
     summary.seconds = time.monotonic() - started

@@ -96,6 +96,9 @@ class SubscriberStats:
     received_bytes: int = 0
     rejected_by_kind: dict[str, int] = field(default_factory=dict)
     sequence: SequenceTracker = field(default_factory=SequenceTracker)
+    #: Partitions re-read from their start because their log ended before the position
+    #: (a broker that lost its log; replayable transports only).
+    log_resets: int = 0
 
     @property
     def rejected(self) -> int:

@@ -19,9 +19,9 @@ A position past the log end (the broker lost its log, e.g. the embedded Tansu re
 memory storage, or stored positions from an earlier broker) gets no OffsetOutOfRange from Tansu:
 the consumer would wait there while everything written to the new log is skipped, unseen even by
 sequence tracking. When a partition's Fetch high watermark stays below the position for
-``TRUNCATION_CONFIRM_S``, the subscriber logs it, counts it in ``log_resets`` and reads that
-partition from its start (what Apache Kafka's OffsetOutOfRange + ``auto_offset_reset=earliest``
-does).
+``TRUNCATION_CONFIRM_S``, the subscriber logs it, counts it in ``stats.log_resets`` and reads
+that partition from its start (what Apache Kafka's OffsetOutOfRange +
+``auto_offset_reset=earliest`` does).
 """
 
 from __future__ import annotations
@@ -467,11 +467,10 @@ class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class LogEndWatch:
     """When has a partition's log end stayed below the consumer's position long enough to be a
-    truncated or recreated log? Shared by both Kafka clients; logs and counts each reset."""
+    truncated or recreated log? Shared by both Kafka clients; logs each reset."""
 
     def __init__(self) -> None:
         self._behind_since: dict[tuple[str, int], float] = {}
-        self.resets = 0
 
     def past_end(self, topic: str, partition: int, position: int | None, high: int | None) -> bool:
         key = (topic, partition)
@@ -483,7 +482,6 @@ class LogEndWatch:
         if now - since < TRUNCATION_CONFIRM_S:
             return False
         del self._behind_since[key]
-        self.resets += 1
         log.warning(
             "%s[%d]: position %d is past the log end %d for %.1f s: the log was truncated or "
             "recreated (broker lost its data?); reading it from its start",
@@ -637,11 +635,6 @@ class KafkaSubscriber(Subscriber):
                 pending[(topic, part)] = records[-1].offset + 1
         return self._accept(out)
 
-    @property
-    def log_resets(self) -> int:
-        """Partitions re-read from their start because the log ended before the position."""
-        return self._log_end.resets
-
     def _check_log_ends(self) -> None:
         """Every PARTITION_CHECK_S (from cached metadata and fetch high watermarks, no request):
         a partition whose log has ended before the position for TRUNCATION_CONFIRM_S, and in
@@ -656,6 +649,7 @@ class KafkaSubscriber(Subscriber):
             position = consumer.position(tp, timeout_ms=0) if high is not None else None
             if self._log_end.past_end(tp.topic, tp.partition, position, high):
                 consumer.seek_to_beginning(tp)
+                self.stats.log_resets += 1
         if self.group is not None:
             return
         new = [

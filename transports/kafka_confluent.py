@@ -467,11 +467,6 @@ class ConfluentSubscriber(Subscriber):
             raise self._t.error("committed offsets", exc) from None
         return {(tp.topic, tp.partition): tp.offset for tp in tps if tp.offset >= 0}
 
-    @property
-    def log_resets(self) -> int:
-        """Partitions re-read from their start because the log ended before the position."""
-        return self._log_end.resets
-
     def _check_log_ends(self, idle: bool) -> None:
         """Every PARTITION_CHECK_S (``transports.kafka``: same rules): a partition whose log has
         ended before the position is read from its start; in assign mode, on an idle poll only
@@ -488,6 +483,7 @@ class ConfluentSubscriber(Subscriber):
                 ):
                     consumer.seek(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
                     self._sought.pop(key, None)
+                    self.stats.log_resets += 1
         except KafkaException as exc:
             raise self._t.error("log end check", exc) from None
         if self.group is None and idle:

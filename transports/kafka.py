@@ -490,6 +490,12 @@ class LogEndWatch:
         return True
 
 
+def log_new_partitions(partitions: Iterable[tuple[str, int]]) -> None:
+    """One warning for partitions an assign-mode subscriber adds (both Kafka clients)."""
+    names = ", ".join(f"{topic}[{part}]" for topic, part in partitions)
+    log.warning("new partitions %s: reading them from their start", names)
+
+
 class KafkaSubscriber(Subscriber):
     """KafkaConsumer without auto-commit; group=None assigns every partition (no join delay)."""
 
@@ -659,8 +665,7 @@ class KafkaSubscriber(Subscriber):
             if tp not in assigned
         ]
         if new:
-            log.warning("new partitions %s: reading them from their start",
-                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in new))
+            log_new_partitions((tp.topic, tp.partition) for tp in new)
             consumer.assign([*assigned, *new])
             consumer.seek_to_beginning(*new)
 

@@ -47,6 +47,7 @@ from transports.kafka import (
     KafkaTransportBase,
     LogEndWatch,
     decode_record,
+    log_new_partitions,
 )
 
 log = logging.getLogger("transports.kafka_confluent")
@@ -499,8 +500,7 @@ class ConfluentSubscriber(Subscriber):
                 if (topic, part) not in current
             ]
             if new:
-                log.warning("new partitions %s: reading them from their start",
-                            ", ".join(f"{t}[{p}]" for t, p in new))
+                log_new_partitions(new)
                 # only the new ones: re-assigning the rest would undo a reset of their positions
                 self._consumer.incremental_assign(
                     [TopicPartition(t, p, OFFSET_BEGINNING) for t, p in new]

@@ -127,36 +127,32 @@ class SinkHop:
 
 
 class GapRecorder:
-    """Turns a SequenceTracker's missing numbers into ``gaps`` rows, each gap recorded once."""
+    """Turns a SequenceTracker's missing ranges into ``gaps`` rows, each gap recorded once.
+
+    A gap only ever opens above every number a stream has seen (late arrivals shrink old gaps,
+    never open new ones), so remembering how far up each stream's gaps were recorded suffices.
+    """
 
     def __init__(self) -> None:
-        self._recorded: dict[tuple[str, str], set[int]] = {}
+        self._recorded_up_to: dict[tuple[str, str], int] = {}
 
-    def mark_recorded(self, producer_id: str, topic: str, seqs: Iterable[int]) -> None:
-        self._recorded.setdefault((producer_id, topic), set()).update(seqs)
+    def mark_recorded(
+        self, producer_id: str, topic: str, ranges: Iterable[tuple[int, int]]
+    ) -> None:
+        key = (producer_id, topic)
+        for _, last in ranges:
+            self._recorded_up_to[key] = max(self._recorded_up_to.get(key, -1), last)
 
     def new_gaps(self, tracker: SequenceTracker) -> list[Gap]:
         now = time.time_ns()
         gaps: list[Gap] = []
-        for (pid, topic), missing in tracker.missing_by_stream().items():
-            done = self._recorded.setdefault((pid, topic), set())
-            fresh = sorted(missing - done)
-            done.update(fresh)
-            for first, last in _ranges(fresh):
-                gaps.append(Gap(pid, topic, first, last, now))
+        for (pid, topic), ranges in tracker.missing_by_stream().items():
+            done = self._recorded_up_to.get((pid, topic), -1)
+            for first, last in ranges:
+                if last > done:
+                    gaps.append(Gap(pid, topic, max(first, done + 1), last, now))
+            self.mark_recorded(pid, topic, ranges)
         return gaps
-
-
-def _ranges(numbers: list[int]) -> Iterable[tuple[int, int]]:
-    if not numbers:
-        return
-    first = prev = numbers[0]
-    for n in numbers[1:]:
-        if n != prev + 1:
-            yield first, prev
-            first = n
-        prev = n
-    yield first, prev
 
 
 _STATE_FORMAT = "stage-runner/1"
@@ -171,7 +167,7 @@ def join_state(stage_state: bytes, tracker: SequenceTracker) -> bytes:
     down, become one recorded gap (not zero, and not the whole stream again).
     """
     streams = [
-        [pid, topic, highest, [list(r) for r in _ranges(missing)]]
+        [pid, topic, highest, [list(r) for r in missing]]
         for pid, topic, highest, missing in tracker.export_streams()
     ]
     return json.dumps(
@@ -192,7 +188,7 @@ def split_state(state: bytes) -> tuple[bytes, list[Any]]:
 def restore_sequences(tracker: SequenceTracker, gaps: GapRecorder, streams: list[Any]) -> None:
     """Continue the streams of the checkpoint; their gaps are already in the ``gaps`` table."""
     for pid, topic, highest, missing_ranges in streams:
-        missing = [n for first, last in missing_ranges for n in range(first, last + 1)]
+        missing = [(int(first), int(last)) for first, last in missing_ranges]
         tracker.restore_stream(pid, topic, highest, missing)
         gaps.mark_recorded(pid, topic, missing)
 

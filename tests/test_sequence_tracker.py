@@ -60,3 +60,49 @@ def test_merging_load_balanced_views() -> None:
     report = left.report()
     assert report.lost == 2
     assert report.duplicates == 1
+
+
+def test_a_huge_jump_is_one_range_not_a_huge_set() -> None:
+    """One corrupted or hostile sequence number must not exhaust memory: gaps are ranges."""
+    tracker = SequenceTracker()
+    for seq in (0, 1, 10**12, 5, 10**12 + 2):
+        tracker.observe("p", "t", seq)
+    report = tracker.report()
+    assert report.lost == 10**12 - 2 - 1 + 1  # 2..10**12-1 except 5, and 10**12+1
+    assert report.reordered == 1
+    assert tracker.missing_ranges("p", "t") == [(2, 4), (6, 10**12 - 1), (10**12 + 1, 10**12 + 1)]
+    tracker.observe("p", "t", 5)
+    assert tracker.report().duplicates == 1
+
+
+def test_merging_views_with_huge_gaps_stays_in_ranges() -> None:
+    left, right = SequenceTracker(), SequenceTracker()
+    for seq in (0, 2, 10**12):
+        left.observe("p", "t", seq)
+    for seq in (1, 2, 3):
+        right.observe("p", "t", seq)
+    left.merge(right)
+    assert left.missing_ranges("p", "t") == [(4, 10**12 - 1)]
+    assert left.report().duplicates == 1  # 2 reached both views
+    assert left.report().received == 6
+
+
+def test_random_streams_match_a_set_based_reference() -> None:
+    """Gaps as ranges give the same counts as the obvious set-of-numbers bookkeeping."""
+    rng = random.Random(11)
+    for _ in range(50):
+        tracker, seen, dups, reorders = SequenceTracker(), set(), 0, 0
+        highest = -1
+        for _ in range(200):
+            seq = rng.randrange(0, 300)
+            tracker.observe("p", "t", seq)
+            if seq in seen:
+                dups += 1
+            elif seq < highest:
+                reorders += 1
+            seen.add(seq)
+            highest = max(highest, seq)
+        report = tracker.report()
+        assert report.lost == len(set(range(highest + 1)) - seen)
+        assert tracker.missing("p", "t") == sorted(set(range(highest + 1)) - seen)
+        assert (report.duplicates, report.reordered) == (dups, reorders)

@@ -7,6 +7,7 @@ is a duplicate. A number that fills an earlier gap is a reorder, not a loss.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,10 +24,90 @@ class Sequenced(Protocol):
     def seq(self) -> int: ...
 
 
+class Gaps:
+    """Missing sequence numbers as sorted, disjoint, inclusive ranges ``[first, last]``.
+
+    Memory grows with the number of gaps, not their size: one corrupted or hostile sequence
+    number 10**12 above the last one is one range (a set of the numbers would exhaust memory).
+    New gaps only ever start above every existing one (they open when a stream jumps forward);
+    a late arrival splits the range holding it.
+    """
+
+    __slots__ = ("count", "ranges")
+
+    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
+        self.ranges: list[tuple[int, int]] = []
+        self.count = 0  #: how many numbers are missing
+        for first, last in ranges:
+            self.add(first, last)
+
+    def add(self, first: int, last: int) -> None:
+        """Mark ``first..last`` missing; it must lie above every range already held."""
+        if first > last:
+            return
+        ranges = self.ranges
+        self.count += last - first + 1
+        if ranges:
+            prev_first, prev_last = ranges[-1]
+            if prev_last >= first:
+                raise ValueError(f"gap {first}..{last} overlaps {prev_first}..{prev_last}")
+            if prev_last + 1 == first:
+                ranges[-1] = (prev_first, last)
+                return
+        ranges.append((first, last))
+
+    def discard(self, seq: int) -> bool:
+        """Remove ``seq`` if it is missing; say whether it was."""
+        ranges = self.ranges
+        index = bisect_right(ranges, (seq, _MAX)) - 1
+        if index < 0:
+            return False
+        first, last = ranges[index]
+        if seq > last:
+            return False
+        pieces = [(a, b) for a, b in ((first, seq - 1), (seq + 1, last)) if a <= b]
+        ranges[index : index + 1] = pieces
+        self.count -= 1
+        return True
+
+    def __contains__(self, seq: int) -> bool:
+        index = bisect_right(self.ranges, (seq, _MAX)) - 1
+        return index >= 0 and seq <= self.ranges[index][1]
+
+    def numbers(self) -> list[int]:
+        """Every missing number (for small gaps: tests, reports of a short run)."""
+        return [n for first, last in self.ranges for n in range(first, last + 1)]
+
+    def above(self, bound: int) -> list[tuple[int, int]]:
+        """The parts of the ranges above ``bound``."""
+        return [(max(first, bound + 1), last) for first, last in self.ranges if last > bound]
+
+
+_MAX = 2**63
+
+
+def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        first, last = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if first <= last:
+            out.append((first, last))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _size(ranges: list[tuple[int, int]]) -> int:
+    return sum(last - first + 1 for first, last in ranges)
+
+
 @dataclass(slots=True)
 class _Stream:
     highest: int = -1
-    missing: set[int] = field(default_factory=set)
+    missing: Gaps = field(default_factory=Gaps)
     received: int = 0
     duplicates: int = 0
     reordered: int = 0
@@ -56,8 +137,8 @@ class SequenceTracker:
     """Tracks (producer_id, topic) streams; ``lost`` is exact once the producer has finished.
 
     Before the end of a run a gap may still be a reorder in flight; ``report()`` counts it as
-    lost until the missing number arrives. Missing numbers are kept in a set, so memory grows
-    with the number of *outstanding* gaps, not with traffic.
+    lost until the missing number arrives. Missing numbers are kept as ranges (``Gaps``), so
+    memory grows with the number of *outstanding* gaps, not with traffic or gap sizes.
     """
 
     __slots__ = ("_streams", "unsequenced")
@@ -78,10 +159,9 @@ class SequenceTracker:
         if seq == highest + 1:
             stream.highest = seq
         elif seq > highest:
-            stream.missing.update(range(highest + 1, seq))
+            stream.missing.add(highest + 1, seq - 1)
             stream.highest = seq
-        elif seq in stream.missing:
-            stream.missing.discard(seq)
+        elif stream.missing.discard(seq):
             stream.reordered += 1
         else:
             stream.duplicates += 1
@@ -123,28 +203,34 @@ class SequenceTracker:
         if stream is None:
             stream = self._streams[(producer_id, topic)] = _Stream()
         if total - 1 > stream.highest:
-            stream.missing.update(range(stream.highest + 1, total))
+            stream.missing.add(stream.highest + 1, total - 1)
             stream.highest = total - 1
 
     def missing(self, producer_id: str, topic: str) -> list[int]:
+        """Every missing number of one stream (expanded: for small gaps, e.g. in tests)."""
         stream = self._streams.get((producer_id, topic))
-        return sorted(stream.missing) if stream else []
+        return stream.missing.numbers() if stream else []
 
-    def missing_by_stream(self) -> dict[tuple[str, str], set[int]]:
-        """(producer_id, topic) -> sequence numbers not (yet) received; copies, safe to keep."""
-        return {k: set(s.missing) for k, s in self._streams.items() if s.missing}
+    def missing_ranges(self, producer_id: str, topic: str) -> list[tuple[int, int]]:
+        """One stream's missing numbers as sorted inclusive ranges ``(first, last)``."""
+        stream = self._streams.get((producer_id, topic))
+        return list(stream.missing.ranges) if stream else []
 
-    def export_streams(self) -> list[tuple[str, str, int, list[int]]]:
-        """(producer_id, topic, highest seq, sorted missing) per stream, for a checkpoint."""
-        return [(p, t, s.highest, sorted(s.missing)) for (p, t), s in self._streams.items()]
+    def missing_by_stream(self) -> dict[tuple[str, str], list[tuple[int, int]]]:
+        """(producer_id, topic) -> ranges not (yet) received; copies, safe to keep."""
+        return {k: list(s.missing.ranges) for k, s in self._streams.items() if s.missing.count}
+
+    def export_streams(self) -> list[tuple[str, str, int, list[tuple[int, int]]]]:
+        """(producer_id, topic, highest seq, missing ranges) per stream, for a checkpoint."""
+        return [(p, t, s.highest, list(s.missing.ranges)) for (p, t), s in self._streams.items()]
 
     def restore_stream(
-        self, producer_id: str, topic: str, highest: int, missing: list[int]
+        self, producer_id: str, topic: str, highest: int, missing: Iterable[tuple[int, int]]
     ) -> None:
         """Continue a stream from a checkpoint, so a restarted receiver counts only new gaps."""
         stream = self._streams[(producer_id, topic)] = _Stream()
         stream.highest = highest
-        stream.missing = set(missing)
+        stream.missing = Gaps(missing)
 
     def merge(self, other: SequenceTracker) -> None:
         """Combine load-balanced subscribers' views: a gap in one may be filled by another."""
@@ -153,20 +239,25 @@ class SequenceTracker:
             mine = self._streams.get((pid, topic))
             if mine is None:
                 mine = self._streams[(pid, topic)] = _Stream()
-            seen_mine = set(range(mine.highest + 1)) - mine.missing
-            seen_theirs = set(range(theirs.highest + 1)) - theirs.missing
-            both = seen_mine & seen_theirs
-            mine.duplicates += theirs.duplicates + len(both)
+            top = max(mine.highest, theirs.highest)
+            # Not seen by one view = its gaps plus everything above its highest, up to ``top``.
+            unseen_mine = [*mine.missing.ranges, (mine.highest + 1, top)]
+            unseen_theirs = [*theirs.missing.ranges, (theirs.highest + 1, top)]
+            unseen_both = _intersect(unseen_mine, unseen_theirs)
+            seen_by_either = top + 1 - _size(unseen_both)
+            seen_mine = top + 1 - _size([r for r in unseen_mine if r[0] <= r[1]])
+            seen_theirs = top + 1 - _size([r for r in unseen_theirs if r[0] <= r[1]])
+            mine.duplicates += theirs.duplicates + seen_mine + seen_theirs - seen_by_either
             mine.reordered += theirs.reordered
             mine.received += theirs.received
-            mine.highest = max(mine.highest, theirs.highest)
-            mine.missing = set(range(mine.highest + 1)) - seen_mine - seen_theirs
+            mine.highest = top
+            mine.missing = Gaps(r for r in unseen_both if r[0] <= r[1])
 
     def report(self) -> SequenceReport:
         streams = self._streams.values()
         return SequenceReport(
             received=sum(s.received for s in streams),
-            lost=sum(len(s.missing) for s in streams),
+            lost=sum(s.missing.count for s in streams),
             duplicates=sum(s.duplicates for s in streams),
             reordered=sum(s.reordered for s in streams),
             streams=len(self._streams),

@@ -105,7 +105,7 @@ def _final(subscriber: Any, topic: str, expected: dict[str, int], elapsed_s: flo
     for producer_id, total in expected.items():
         tracker.expect_total(producer_id, topic, total)
     report = tracker.report()
-    missing = {pid: _ranges(tracker.missing(pid, topic)) for pid in expected}
+    missing = {pid: [list(r) for r in tracker.missing_ranges(pid, topic)] for pid in expected}
     protocol.emit(
         "final",
         received=subscriber.stats.received,
@@ -120,17 +120,6 @@ def _final(subscriber: Any, topic: str, expected: dict[str, int], elapsed_s: flo
         missing=missing,
         elapsed_s=elapsed_s,
     )
-
-
-def _ranges(numbers: list[int]) -> list[list[int]]:
-    """Sorted ints as inclusive [first, last] runs: drops come in runs, so this stays small."""
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and runs[-1][1] == n - 1:
-            runs[-1][1] = n
-        else:
-            runs.append([n, n])
-    return runs
 
 
 if __name__ == "__main__":

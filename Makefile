@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test bench bench-micro chaos profile lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml transports/_framing_c.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,profile]'

@@ -6,11 +6,16 @@ the receiver runs here and binds. Four loops, interleaved round by round:
 
 - ``raw``: the sender sends one pre-encoded envelope frame N times (the same size on the wire as
   the interface) and the receiver only calls recv(): no per-message work at all.
-- ``raw+meta``: the sender encodes a real envelope per message (``encode_frame`` with its own
-  sequence number and publish time) and the receiver does the minimum a consumer needs to *use*
-  that metadata: one ``struct.unpack_from`` for seq/timestamps and a slice for the value (no
-  classes, no loss accounting). interface vs raw+meta is the abstraction's cost; raw vs raw+meta
-  is the cost of carrying latency/loss metadata at all.
+- ``raw+meta``: what a hand-written pyzmq loop carrying the same metadata does: the sender packs
+  the envelope header with ``struct`` per message (its own sequence number and publish time;
+  the same bytes on the wire as the interface) and the receiver does the minimum a consumer
+  needs to *use* that metadata: one ``struct.unpack_from`` for seq/timestamps and a slice for the
+  value (no classes, no loss accounting). interface vs raw+meta is the abstraction's cost (the
+  line of issue 2); raw vs raw+meta is the cost of carrying latency/loss metadata at all.
+- ``raw+codec``: the same loop with the harness's codec instead of hand-written ``struct`` code
+  (``encode_frame`` per send, ``decode_frame`` to an Envelope per receive; compiled unless
+  ``HARNESS_CODEC=python``). interface vs raw+codec is what the classes around the codec cost
+  (sequence tracking, counters, batching of receives, checks).
 - ``interface``: the sender calls ``publish`` (sequence numbers, timestamps, framing) and the
   receiver calls ``poll`` (decode to Envelope, sequence tracking, counters).
 - ``interface batch=100``: the same with the publisher URL option ``batch=100`` (up to 100
@@ -40,7 +45,7 @@ import pytest
 import zmq
 
 from transports.embedded_broker import free_tcp_port
-from transports.framing import encode_frame
+from transports.framing import CODEC, decode_frame, encode_frame
 from transports.zmq import ZmqTransport
 
 N = 200_000
@@ -55,7 +60,7 @@ RESULTS: dict[str, float] = {}
 RAW_SENDER = """
 import sys, zmq
 port, n, payload = int(sys.argv[1]), int(sys.argv[2]), bytes.fromhex(sys.argv[3])
-from transports.framing import encode_frame
+from transports.framing import CODEC, decode_frame, encode_frame
 frame = encode_frame("trades", payload, None, (), "bench", 0, 0, 0)
 ctx = zmq.Context()
 sock = ctx.socket(zmq.PUSH)
@@ -69,9 +74,26 @@ ctx.term()
 """
 
 RAW_META_SENDER = """
+import struct, sys, time, zmq
+port, n, payload = int(sys.argv[1]), int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+header = struct.Struct("<2sBBqqqHHHI")  # the envelope header, hand-written (transports.framing)
+pack, now, prefix, pid = header.pack, time.time_ns, b"trades\\0", b"bench"
+ctx = zmq.Context()
+sock = ctx.socket(zmq.PUSH)
+sock.sndhwm = 100_000
+sock.connect(f"tcp://127.0.0.1:{port}")
+send = sock.send
+for seq in range(n):
+    head = pack(b"DH", 1, 0, seq, 0, now(), len(pid), 0xFFFF, 0, len(payload))
+    send(b"".join((prefix, head, pid, payload)))
+sock.close(linger=30_000)
+ctx.term()
+"""
+
+RAW_CODEC_SENDER = """
 import sys, time, zmq
 port, n, payload = int(sys.argv[1]), int(sys.argv[2]), bytes.fromhex(sys.argv[3])
-from transports.framing import encode_frame
+from transports.framing import CODEC, decode_frame, encode_frame
 ctx = zmq.Context()
 sock = ctx.socket(zmq.PUSH)
 sock.sndhwm = 100_000
@@ -152,6 +174,19 @@ def run_raw_meta() -> float:
     return (N - 1) / elapsed
 
 
+def run_raw_codec() -> float:
+    """The harness codec without the interface classes: encode_frame / decode_frame per message."""
+    with raw_pull(RAW_CODEC_SENDER) as sock:
+        recv = sock.recv
+        assert decode_frame(recv()).seq == 0
+        start = time.perf_counter()
+        for _ in range(N - 1):
+            env = decode_frame(recv())
+        elapsed = time.perf_counter() - start
+    assert env.seq == N - 1 and env.value == PAYLOAD
+    return (N - 1) / elapsed
+
+
 def run_interface(options: str = "") -> float:
     url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?bind=subscriber&linger_ms=30000{options}"
     with ZmqTransport(url) as transport, transport.subscriber([TOPIC]) as sub:
@@ -173,17 +208,21 @@ def run_interface(options: str = "") -> float:
 VARIANTS: dict[str, Callable[[], float]] = {
     "raw": run_raw,
     "raw+meta": run_raw_meta,
+    "raw+codec": run_raw_codec,
     "interface": run_interface,
     f"interface batch={BATCH}": lambda: run_interface(f"&batch={BATCH}"),
 }
 
 
 def summary() -> str:
-    lines = [f"ZeroMQ PUSH/PULL tcp, N={N} x {len(PAYLOAD)} B, best of {ROUNDS} interleaved rounds"]
+    lines = [
+        f"ZeroMQ PUSH/PULL tcp, N={N} x {len(PAYLOAD)} B, best of {ROUNDS} interleaved rounds,"
+        f" {CODEC} codec"
+    ]
     for name, rate in RESULTS.items():
         lines.append(f"  {name:<20} {rate / 1e3:8.0f} k msg/s")
     for iface in ("interface", f"interface batch={BATCH}"):
-        for base in ("raw", "raw+meta"):
+        for base in ("raw", "raw+meta", "raw+codec"):
             overhead = (1 - RESULTS[iface] / RESULTS[base]) * 100
             lines.append(f"  {iface} vs {base}: overhead {overhead:.1f} % of throughput")
     return "\n".join(lines)

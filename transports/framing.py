@@ -17,12 +17,22 @@ the frame (it is lost or delivered as a whole; its sequence numbers then show up
 Kafka carries key, value and headers natively; only the harness metadata travels in one
 ``x-harness`` header (seq, event_ns, publish_ns, producer id) to keep per-record cost low.
 Every decoder validates lengths and raises ``FrameError`` with a *kind* for dead-lettering.
+
+Two implementations of the per-frame hot path (``encode_frame``, ``decode_frame``,
+``decode_into``): the compiled ``transports._framing_c`` (built by ``pip install``; a C compiler
+is needed) and the pure-Python ``py_*`` functions here, which are the reference: the C code
+handles the common valid case and calls them for everything else, so errors come from one place.
+``CODEC`` says which one is in use; ``HARNESS_CODEC=python`` forces the pure-Python one (to
+compare, or to rule the C code out); without a compiler the package falls back to it by itself.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import struct
 from dataclasses import fields
+from typing import Any
 
 from transports.base import Envelope, Headers
 
@@ -93,7 +103,7 @@ def _name_text(raw: bytes, what: str) -> str:
     return text
 
 
-def encode_frame(
+def py_encode_frame(
     topic: str,
     value: bytes,
     key: bytes | None,
@@ -134,7 +144,7 @@ def encode_frame(
     return b"".join(parts)
 
 
-def decode_frame(frame: bytes, receive_time_ns: int = 0) -> Envelope:
+def py_decode_frame(frame: bytes, receive_time_ns: int = 0) -> Envelope:
     """The hot path of every ZeroMQ receive: one struct for the fixed header, cached names."""
     sep = frame.find(0)
     if sep < 0:
@@ -322,13 +332,13 @@ class BatchEncoder:
         return b"".join(self._parts)
 
 
-def decode_into(frame: bytes, out: list[Envelope]) -> int:
+def py_decode_into(frame: bytes, out: list[Envelope]) -> int:
     """Append the envelope(s) of a single or batch frame to ``out``; return how many.
 
     A bad batch appends nothing and raises ``FrameError``: all of it or none of it.
     """
     try:
-        out.append(decode_frame(frame))
+        out.append(py_decode_frame(frame))
     except FrameError as err:
         if err.kind != "batch":
             raise
@@ -340,7 +350,7 @@ def decode_into(frame: bytes, out: list[Envelope]) -> int:
 
 
 def _decode_batch(frame: bytes) -> list[Envelope]:
-    sep = frame.find(0)  # decode_frame validated the topic and the batch magic
+    sep = frame.find(0)  # py_decode_frame validated the topic and the batch magic
     topic = _decoded_names.get(frame[:sep]) or frame[:sep].decode()
     pos = sep + 1
     try:
@@ -413,3 +423,30 @@ def decode_meta(raw: bytes) -> tuple[str, int, int, int]:
     except UnicodeDecodeError:
         raise FrameError("invalid_utf8", "producer id is not valid UTF-8") from None
     return pid, seq, event_ns, publish_ns
+
+
+def _select_codec() -> tuple[str, Any, Any, Any]:
+    """(name, encode_frame, decode_frame, decode_into): the compiled codec unless it is missing
+    or ``HARNESS_CODEC=python``; ``HARNESS_CODEC=c`` makes a missing one an error."""
+    wanted = os.environ.get("HARNESS_CODEC", "auto").lower()
+    if wanted not in ("auto", "c", "python"):
+        raise ImportError(f"HARNESS_CODEC={wanted!r}: expected auto, c or python")
+    if wanted != "python":
+        try:
+            from transports import _framing_c
+        except ImportError as exc:
+            if wanted == "c":
+                raise ImportError(
+                    f"HARNESS_CODEC=c but the compiled codec is missing: {exc}"
+                ) from exc
+            logging.getLogger("transports.framing").info(
+                "compiled codec not built (%s); using the pure-Python one", exc
+            )
+        else:
+            _framing_c.setup(Envelope, py_encode_frame, py_decode_frame, py_decode_into)
+            return "c", _framing_c.encode_frame, _framing_c.decode_frame, _framing_c.decode_into
+    return "python", py_encode_frame, py_decode_frame, py_decode_into
+
+
+#: "c" or "python": which implementation ``encode_frame``/``decode_frame``/``decode_into`` are.
+CODEC, encode_frame, decode_frame, decode_into = _select_codec()

@@ -239,3 +239,48 @@ def test_no_memory_is_leaked_on_valid_and_rejected_frames() -> None:
     finally:
         tracemalloc.stop()
     assert after - before < 64 * 1024, f"{after - before} bytes kept after 25,000 decodes"
+
+
+class _Again(Exception):
+    pass
+
+
+@needs_c
+def test_receive_into_hands_back_each_frame_it_does_not_take_before_receiving_more() -> None:
+    """The compiled ZeroMQ receive loop: frames of other topics, oversize or undecodable ones
+    come back at once (the caller may still ask the socket about their parts); the loop stops
+    at max_messages (a batch frame may overshoot it) or when the socket has nothing queued."""
+    batch = BatchEncoder("t", "p")
+    for seq in range(3):
+        batch.add(b"b", None, (), seq, 0, 0)
+    queue = [
+        py_encode_frame("t", b"v", None, (), "p", 10, 0, 0),
+        py_encode_frame("other", b"v", None, (), "p", 0, 0, 0),
+        b"t\x00garbage",
+        py_encode_frame("t", b"x" * 300, None, (), "p", 11, 0, 0),
+        batch.frame(),
+        py_encode_frame("t", b"v", None, (), "p", 12, 0, 0),
+    ]
+    received: list[bytes] = []
+
+    def recv(flags: int) -> bytes:
+        assert flags == 1
+        if not queue:
+            raise _Again
+        received.append(queue.pop(0))
+        return received[-1]
+
+    out: list[Envelope] = []
+    prefixes = (b"t\x00",)
+
+    def call(max_messages: int) -> tuple[int, bytes | None]:
+        return _framing_c.receive_into(recv, 1, _Again, out, max_messages, prefixes, 200)
+
+    assert call(10) == (1, received[1]) and len(received) == 2  # other topic, handed back
+    assert call(10) == (0, b"t\x00garbage")
+    assert call(10) == (0, received[3])  # longer than max_frame_bytes
+    assert call(2) == (3, None)  # the batch frame overshoots max_messages
+    assert call(10) == (1, None)  # then the socket is empty
+    assert [env.seq for env in out] == [10, 0, 1, 2, 12]
+    with pytest.raises(TypeError):
+        _framing_c.receive_into(recv, 1, _Again, out, 10, [b"t\x00"], 80)

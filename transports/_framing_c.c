@@ -393,6 +393,83 @@ static PyObject *decode_into(PyObject *self, PyObject *const *args, Py_ssize_t n
     return PyObject_Vectorcall(py_decode_into, args, nargs, kwnames);
 }
 
+/* Whether ``frame`` starts with one of the bytes in the tuple ``prefixes`` (None: no filter). */
+static int has_prefix(PyObject *frame, PyObject *prefixes)
+{
+    if (prefixes == Py_None)
+        return 1;
+    const char *buf = PyBytes_AS_STRING(frame);
+    Py_ssize_t len = PyBytes_GET_SIZE(frame);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes); i++) {
+        PyObject *prefix = PyTuple_GET_ITEM(prefixes, i);
+        Py_ssize_t n = PyBytes_GET_SIZE(prefix);
+        if (n <= len && memcmp(buf, PyBytes_AS_STRING(prefix), (size_t)n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* receive_into(recv, flags, again, out, max_messages, prefixes, max_frame_bytes)
+       -> (envelopes appended to out, frame for the caller or None)
+
+   The receive loop of a ZeroMQ subscriber: calls recv(flags) until it raises ``again`` (nothing
+   queued) or ``max_messages`` envelopes were appended, decoding each frame into ``out``. A frame
+   it does not take as it is (another topic than ``prefixes``, longer than ``max_frame_bytes``,
+   anything the decoder defers) is handed back at once, before the next recv, so the caller can
+   still ask the socket about it (a multipart message's next parts). */
+static PyObject *receive_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!ready())
+        return NULL;
+    if (nargs != 7 || !PyList_CheckExact(args[3]) || !(args[5] == Py_None || PyTuple_CheckExact(args[5]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "receive_into(recv, flags, again, out: list, max_messages, prefixes: tuple | None, max_frame_bytes)");
+        return NULL;
+    }
+    PyObject *recv = args[0], *again = args[2], *out = args[3], *prefixes = args[5];
+    PyObject *flags[1] = {args[1]};
+    Py_ssize_t max_messages = PyLong_AsSsize_t(args[4]);
+    Py_ssize_t max_frame = PyLong_AsSsize_t(args[6]);
+    if ((max_messages == -1 || max_frame == -1) && PyErr_Occurred())
+        return NULL;
+    if (prefixes != Py_None) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes); i++) {
+            if (!PyBytes_CheckExact(PyTuple_GET_ITEM(prefixes, i))) {
+                PyErr_SetString(PyExc_TypeError, "prefixes must be a tuple of bytes");
+                return NULL;
+            }
+        }
+    }
+    Py_ssize_t count = 0;
+    while (count < max_messages) {
+        PyObject *frame = PyObject_Vectorcall(recv, flags, 1, NULL);
+        if (frame == NULL) {
+            if (!PyErr_ExceptionMatches(again))
+                return NULL;
+            PyErr_Clear();
+            break;
+        }
+        if (!PyBytes_CheckExact(frame) || PyBytes_GET_SIZE(frame) > max_frame || !has_prefix(frame, prefixes))
+            return Py_BuildValue("(nN)", count, frame);
+        PyObject *env = NULL;
+        Py_ssize_t got = 1;
+        int status = parse_single(frame, zero, &env);
+        if (status == OK) {
+            status = PyList_Append(out, env) < 0 ? FAIL : OK;
+            Py_DECREF(env);
+        } else if (status == DEFER) {
+            status = parse_batch(frame, out, &got);
+        }
+        if (status == DEFER)
+            return Py_BuildValue("(nN)", count, frame);
+        Py_DECREF(frame);
+        if (status == FAIL)
+            return NULL;
+        count += got;
+    }
+    return Py_BuildValue("(nO)", count, Py_None);
+}
+
 /* UTF-8 of an exact str, or NULL (no exception left set) if it is not one or cannot be encoded. */
 static const char *utf8_of(PyObject *text, Py_ssize_t *len)
 {
@@ -543,6 +620,8 @@ static PyMethodDef methods[] = {
      "decode_frame(frame, receive_time_ns=0) -> Envelope"},
     {"decode_into", (PyCFunction)(void (*)(void))decode_into, METH_FASTCALL | METH_KEYWORDS,
      "decode_into(frame, out) -> number of envelopes appended to out"},
+    {"receive_into", (PyCFunction)(void (*)(void))receive_into, METH_FASTCALL,
+     "receive_into(recv, flags, again, out, max_messages, prefixes, max_frame_bytes) -> (count, frame | None)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -425,9 +425,10 @@ def decode_meta(raw: bytes) -> tuple[str, int, int, int]:
     return pid, seq, event_ns, publish_ns
 
 
-def _select_codec() -> tuple[str, Any, Any, Any]:
-    """(name, encode_frame, decode_frame, decode_into): the compiled codec unless it is missing
-    or ``HARNESS_CODEC=python``; ``HARNESS_CODEC=c`` makes a missing one an error."""
+def _select_codec() -> tuple[str, Any, Any, Any, Any]:
+    """(name, encode_frame, decode_frame, decode_into, receive_into): the compiled codec unless
+    it is missing or ``HARNESS_CODEC=python``; ``HARNESS_CODEC=c`` makes a missing one an error.
+    ``receive_into`` (a ZeroMQ receive loop decoding as it goes) exists in C only: None here."""
     wanted = os.environ.get("HARNESS_CODEC", "auto").lower()
     if wanted not in ("auto", "c", "python"):
         raise ImportError(f"HARNESS_CODEC={wanted!r}: expected auto, c or python")
@@ -444,9 +445,10 @@ def _select_codec() -> tuple[str, Any, Any, Any]:
             )
         else:
             _framing_c.setup(Envelope, py_encode_frame, py_decode_frame, py_decode_into)
-            return "c", _framing_c.encode_frame, _framing_c.decode_frame, _framing_c.decode_into
-    return "python", py_encode_frame, py_decode_frame, py_decode_into
+            c = _framing_c
+            return "c", c.encode_frame, c.decode_frame, c.decode_into, c.receive_into
+    return "python", py_encode_frame, py_decode_frame, py_decode_into, None
 
 
 #: "c" or "python": which implementation ``encode_frame``/``decode_frame``/``decode_into`` are.
-CODEC, encode_frame, decode_frame, decode_into = _select_codec()
+CODEC, encode_frame, decode_frame, decode_into, receive_into = _select_codec()

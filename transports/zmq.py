@@ -80,6 +80,7 @@ from transports.framing import (
     FrameError,
     decode_into,
     encode_frame,
+    receive_into,
 )
 from transports.url import Option, choice, parse_url
 from transports.zmq_curve import CurveConfig, ZapGuard, apply_client, apply_server
@@ -700,12 +701,14 @@ class ZmqSubscriber(Subscriber):
         self._poller.register(sock, zmq.POLLIN)
 
     def poll(self, max_messages: int = 1000, timeout: float = 0.1) -> list[Envelope]:
-        """Receive and decode up to ``max_messages`` frames in one tight loop.
+        """Receive and decode up to ``max_messages`` frames in one tight loop (in C with the
+        compiled codec: ``framing.receive_into``; frames it does not take go through ``_take``).
 
         ``receive_time_ns`` is one wall-clock reading per batch, taken when the batch is handed
         to the caller (after the last frame was received and decoded): a latency computed from
         it is the delivery latency the application sees and is never understated; a frame early
-        in a full batch waited at most the batch's decode time (~1 us per frame) on top. One
+        in a full batch waited at most the batch's decode time (~0.3 us per frame with the
+        compiled codec, ~1 us without) on top. One
         reading per frame would cost about as much as the receive itself. Each frame is decoded
         right after its recv() so a failing frame can still ask the socket whether more parts
         of the same (foreign, multipart) message follow.
@@ -728,32 +731,42 @@ class ZmqSubscriber(Subscriber):
             except again:
                 return []
         batch: list[Envelope] = []
-        decode = decode_into
-        max_bytes = self._max_bytes
-        prefixes = self._prefixes
-        left = max_messages
-        while True:
-            if prefixes is not None and not frame.startswith(prefixes):
-                self._skip_or_reject(frame)
-            else:
+        left = max_messages - self._take(frame, batch)
+        if receive_into is not None:  # the compiled loop; frames it does not take come back here
+            prefixes, max_bytes = self._prefixes, self._max_bytes
+            while left > 0:
+                got, odd = receive_into(recv, noblock, again, batch, left, prefixes, max_bytes)
+                left -= got
+                if odd is None:
+                    break
+                left -= self._take(odd, batch)
+        else:
+            take = self._take
+            while left > 0:
                 try:
-                    got = decode(frame, batch)
-                except FrameError as err:
-                    self._reject_bad(frame, err)
-                else:
-                    if len(frame) > max_bytes:
-                        got = self._reject_oversize(batch, got, frame)
-                    left -= got
-            if left <= 0:
-                break
-            try:
-                frame = recv(noblock)
-            except again:
-                break
+                    frame = recv(noblock)
+                except again:
+                    break
+                left -= take(frame, batch)
         if left < 0:  # a batch frame overshot max_messages: hand the rest out next time
             self._carry = batch[max_messages:]
             del batch[max_messages:]
         return self._hand_over(batch)
+
+    def _take(self, frame: bytes, batch: list[Envelope]) -> int:
+        """Decode one frame into ``batch`` (return how many envelopes) or account for it: a
+        frame of another topic is skipped, a bad one rejected, an oversize value rejected."""
+        if self._prefixes is not None and not frame.startswith(self._prefixes):
+            self._skip_or_reject(frame)
+            return 0
+        try:
+            got = decode_into(frame, batch)
+        except FrameError as err:
+            self._reject_bad(frame, err)
+            return 0
+        if len(frame) > self._max_bytes:
+            return self._reject_oversize(batch, got, frame)
+        return got
 
     def _hand_over(self, batch: list[Envelope]) -> list[Envelope]:
         now = time.time_ns()

@@ -57,54 +57,54 @@ TOPIC = "trades"
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS: dict[str, float] = {}
 
-RAW_SENDER = """
-import sys, zmq
+#: Every raw sender: a PUSH socket with the interface's defaults connected to the receiver,
+#: then its send loop, then a close that lets queued frames out.
+PUSH_PRELUDE = """
+import struct, sys, time, zmq
 port, n, payload = int(sys.argv[1]), int(sys.argv[2]), bytes.fromhex(sys.argv[3])
-from transports.framing import CODEC, decode_frame, encode_frame
-frame = encode_frame("trades", payload, None, (), "bench", 0, 0, 0)
 ctx = zmq.Context()
 sock = ctx.socket(zmq.PUSH)
 sock.sndhwm = 100_000
 sock.connect(f"tcp://127.0.0.1:{port}")
-send = sock.send
-for _ in range(n):
-    send(frame)
+send, now = sock.send, time.time_ns
+"""
+PUSH_CLOSE = """
 sock.close(linger=30_000)
 ctx.term()
 """
 
-RAW_META_SENDER = """
-import struct, sys, time, zmq
-port, n, payload = int(sys.argv[1]), int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+RAW_SENDER = (
+    PUSH_PRELUDE
+    + """
+from transports.framing import encode_frame
+frame = encode_frame("trades", payload, None, (), "bench", 0, 0, 0)
+for _ in range(n):
+    send(frame)
+"""
+    + PUSH_CLOSE
+)
+
+RAW_META_SENDER = (
+    PUSH_PRELUDE
+    + """
 header = struct.Struct("<2sBBqqqHHHI")  # the envelope header, hand-written (transports.framing)
-pack, now, prefix, pid = header.pack, time.time_ns, b"trades\\0", b"bench"
-ctx = zmq.Context()
-sock = ctx.socket(zmq.PUSH)
-sock.sndhwm = 100_000
-sock.connect(f"tcp://127.0.0.1:{port}")
-send = sock.send
+pack, prefix, pid = header.pack, b"trades\\0", b"bench"
 for seq in range(n):
     head = pack(b"DH", 1, 0, seq, 0, now(), len(pid), 0xFFFF, 0, len(payload))
     send(b"".join((prefix, head, pid, payload)))
-sock.close(linger=30_000)
-ctx.term()
 """
+    + PUSH_CLOSE
+)
 
-RAW_CODEC_SENDER = """
-import sys, time, zmq
-port, n, payload = int(sys.argv[1]), int(sys.argv[2]), bytes.fromhex(sys.argv[3])
-from transports.framing import CODEC, decode_frame, encode_frame
-ctx = zmq.Context()
-sock = ctx.socket(zmq.PUSH)
-sock.sndhwm = 100_000
-sock.connect(f"tcp://127.0.0.1:{port}")
-send = sock.send
-now = time.time_ns
+RAW_CODEC_SENDER = (
+    PUSH_PRELUDE
+    + """
+from transports.framing import encode_frame
 for seq in range(n):
     send(encode_frame("trades", payload, None, (), "bench", seq, 0, now()))
-sock.close(linger=30_000)
-ctx.term()
 """
+    + PUSH_CLOSE
+)
 
 INTERFACE_SENDER = """
 import sys

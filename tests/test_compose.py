@@ -184,6 +184,8 @@ def test_dockerfile_builds_one_non_root_harness_image() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim AS app$", text, re.M)
     assert "pip install --no-deps ." in text
+    # the compiled envelope codec must be in the image, not silently the pure-Python fallback
+    assert 'HARNESS_CODEC=c python -c "import transports.framing"' in text
     assert re.search(r"^USER harness$", text, re.M)
     assert 'ENTRYPOINT ["harness"]' in text
     ignored = (ROOT / ".dockerignore").read_text().split()

@@ -70,17 +70,9 @@ class Gaps:
         self.count -= 1
         return True
 
-    def __contains__(self, seq: int) -> bool:
-        index = bisect_right(self.ranges, (seq, _MAX)) - 1
-        return index >= 0 and seq <= self.ranges[index][1]
-
     def numbers(self) -> list[int]:
         """Every missing number (for small gaps: tests, reports of a short run)."""
         return [n for first, last in self.ranges for n in range(first, last + 1)]
-
-    def above(self, bound: int) -> list[tuple[int, int]]:
-        """The parts of the ranges above ``bound``."""
-        return [(max(first, bound + 1), last) for first, last in self.ranges if last > bound]
 
 
 _MAX = 2**63
@@ -240,18 +232,19 @@ class SequenceTracker:
             if mine is None:
                 mine = self._streams[(pid, topic)] = _Stream()
             top = max(mine.highest, theirs.highest)
-            # Not seen by one view = its gaps plus everything above its highest, up to ``top``.
+            # Not seen by one view = its gaps plus everything above its highest, up to ``top``
+            # (an empty (top + 1, top) for the view that saw ``top``: size 0).
             unseen_mine = [*mine.missing.ranges, (mine.highest + 1, top)]
             unseen_theirs = [*theirs.missing.ranges, (theirs.highest + 1, top)]
             unseen_both = _intersect(unseen_mine, unseen_theirs)
             seen_by_either = top + 1 - _size(unseen_both)
-            seen_mine = top + 1 - _size([r for r in unseen_mine if r[0] <= r[1]])
-            seen_theirs = top + 1 - _size([r for r in unseen_theirs if r[0] <= r[1]])
+            seen_mine = top + 1 - _size(unseen_mine)
+            seen_theirs = top + 1 - _size(unseen_theirs)
             mine.duplicates += theirs.duplicates + seen_mine + seen_theirs - seen_by_either
             mine.reordered += theirs.reordered
             mine.received += theirs.received
             mine.highest = top
-            mine.missing = Gaps(r for r in unseen_both if r[0] <= r[1])
+            mine.missing = Gaps(unseen_both)
 
     def report(self) -> SequenceReport:
         streams = self._streams.values()

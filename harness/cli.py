@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from harness import profiling
 from harness.errors import UserError
-from harness.settings import SettingError
+from harness.settings import OneLineParser, SettingError
 from transports.base import TransportError
 
 COMMANDS: tuple[str, ...] = (
@@ -31,7 +31,7 @@ COMMANDS: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="harness",
         description="Kafka vs ZeroMQ on one market-data pipeline: produce, process, measure.",
     )

@@ -8,9 +8,11 @@ environment and defaults. ``describe`` prints the resolved values with secrets r
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from transports.url import parse_bool, redact_url
@@ -25,10 +27,66 @@ def parse_speed(text: str) -> float:
     """Replay pace: ``1`` as recorded, ``N`` / ``Nx`` times faster, ``0`` or ``max`` flat out."""
     if text.lower() in ("max", "0"):
         return 0.0
-    value = float(text.lower().removesuffix("x"))
+    value = _finite(text.lower().removesuffix("x"))
     if value < 0:
         raise ValueError("speed must be >= 0 (0 or max = as fast as possible)")
     return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text.strip()!r} is not a finite number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """Seconds, rates: a finite number >= 0 (``nan`` would compare false everywhere and mean
+    "never", ``inf`` "for ever", a negative one nothing sensible)."""
+    value = _finite(text)
+    if value < 0:
+        raise ValueError(f"{value:g} is negative; expected a finite number >= 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Intervals that must pass (flush, progress, timeouts): a finite number > 0."""
+    value = _finite(text)
+    if value <= 0:
+        raise ValueError(f"{value:g} is not above 0; expected a finite number > 0")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Counts and limits: an integer >= 0 (0 usually meaning "no limit")."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} is negative; expected an integer >= 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"{value} is not above 0; expected an integer > 0")
+    return value
+
+
+def non_empty_path(text: str) -> Path:
+    """A file or folder name; an empty one would silently mean the current folder."""
+    if not text.strip():
+        raise ValueError("an empty path names no file")
+    return Path(text)
+
+
+for _parse, _label in (
+    (non_negative_float, "number>=0"),
+    (positive_float, "number>0"),
+    (non_negative_int, "integer>=0"),
+    (positive_int, "integer>0"),
+    (non_empty_path, "path"),
+):
+    _parse.__name__ = _label
 
 
 class SettingError(ValueError):
@@ -64,11 +122,34 @@ def add_settings(parser: argparse.ArgumentParser, settings: Iterable[Setting]) -
         if s.parse is parse_bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["type"] = s.parse
+            kwargs["type"] = _explained(s.parse)
             kwargs["metavar"] = s.name.upper()
             if s.choices:
                 kwargs["choices"] = s.choices
         parser.add_argument(s.flag, **kwargs)
+
+
+def _explained(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` for argparse: its ValueError's reason is shown (argparse would drop it)."""
+    if parse in (str, int, float):
+        return parse
+
+    def checked(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: {exc}") from None
+
+    checked.__name__ = getattr(parse, "__name__", "value")
+    return checked
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr and exit code 2 (the harness
+    rule for every user mistake); ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def resolve(

@@ -9,14 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.settings import Setting, add_settings, describe, parse_csv, resolve
+from harness.settings import (
+    Setting,
+    add_settings,
+    describe,
+    parse_csv,
+    positive_float,
+    positive_int,
+    resolve,
+)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("scenarios", [], "comma-separated scenarios (default: all)", parse=parse_csv),
     Setting("transports", [], "comma-separated: kafka, zmq-pushpull, zmq-pubsub (default: all)",
             parse=parse_csv),
-    Setting("rate", 2000.0, "synthetic trades/s each producer sends", parse=float),
-    Setting("messages", 16000, "trades per scenario run", parse=int),
+    Setting("rate", 2000.0, "synthetic trades/s each producer sends", parse=positive_float),
+    Setting("messages", 16000, "trades per scenario run", parse=positive_int),
     Setting("results_dir", Path("results"), "folder for <timestamp>-chaos/", parse=Path),
 )
 

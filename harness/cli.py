@@ -51,8 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("kafka", "websockets", "urllib3", "tweepy"):
+    for noisy in ("websockets", "urllib3", "tweepy"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not args.verbose else logging.INFO)
+    # kafka-python logs every failed connection attempt at ERROR; the transport turns what
+    # matters (unreachable broker, undelivered records) into its own one-line error.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL if not args.verbose else logging.INFO)
     try:
         return int(profiling.run_profiled(args, args.func) or 0)
     except (UserError, TransportError, SettingError) as exc:

@@ -79,12 +79,21 @@ def non_empty_path(text: str) -> Path:
     return Path(text)
 
 
+def folder_path(text: str) -> Path:
+    """A folder to write into: not empty, and not the name of an existing file."""
+    path = non_empty_path(text)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{text} is a file, not a folder")
+    return path
+
+
 for _parse, _label in (
     (non_negative_float, "number>=0"),
     (positive_float, "number>0"),
     (non_negative_int, "integer>=0"),
     (positive_int, "integer>0"),
     (non_empty_path, "path"),
+    (folder_path, "folder"),
 ):
     _parse.__name__ = _label
 
@@ -190,6 +199,8 @@ def describe(resolved: Mapping[str, Any], settings: Iterable[Setting]) -> list[s
             shown = "***" if value else "(not set)"
         elif isinstance(value, str) and "://" in value:
             shown = redact_url(value)
+        elif isinstance(value, Path):
+            shown = repr(str(value))
         else:
             shown = repr(value)
         lines.append(f"{s.name} = {shown}")
@@ -200,6 +211,11 @@ def redacted(resolved: Mapping[str, Any], settings: Iterable[Setting]) -> dict[s
     """The resolved settings as a dict fit for results metadata (secrets removed)."""
     secret = {s.name for s in settings if s.secret}
     return {
-        k: ("***" if k in secret and v else redact_url(v) if isinstance(v, str) else v)
+        k: (
+            "***" if k in secret and v
+            else redact_url(v) if isinstance(v, str)
+            else str(v) if isinstance(v, Path)
+            else v
+        )
         for k, v in resolved.items()
     }

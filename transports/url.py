@@ -90,7 +90,13 @@ def parse_options(
     url: str, query: list[tuple[str, str]], spec: Mapping[str, Option]
 ) -> dict[str, Any]:
     values = {name: opt.default for name, opt in spec.items()}
+    seen: set[str] = set()
     for name, text in query:
+        if name in seen:
+            raise TransportOptionError(
+                f"option {name!r} is given twice in {redact_url(url, spec)}; give it once"
+            )
+        seen.add(name)
         opt = spec.get(name)
         if opt is None:
             accepted = "; ".join(o.describe() for o in spec.values()) or "none"

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.settings import Setting, add_settings, redacted, resolve
+from harness.settings import Setting, add_settings, folder_path, redacted, resolve
 
 SETTINGS = (
     Setting("transports", "", "comma-separated transport names to run (default: the workload's)"),
-    Setting("results_dir", "results", "folder that receives one sub-folder per run"),
+    Setting("results_dir", "results", "folder that receives one sub-folder per run",
+            parse=folder_path),
     Setting("kafka_bootstrap", "",
             "host:port of an external Kafka broker (default: start the embedded Tansu broker)"),
 )

@@ -13,6 +13,7 @@ from harness.settings import (
     Setting,
     add_settings,
     describe,
+    folder_path,
     parse_csv,
     positive_float,
     positive_int,
@@ -25,7 +26,8 @@ SETTINGS: tuple[Setting, ...] = (
             parse=parse_csv),
     Setting("rate", 2000.0, "synthetic trades/s each producer sends", parse=positive_float),
     Setting("messages", 16000, "trades per scenario run", parse=positive_int),
-    Setting("results_dir", Path("results"), "folder for <timestamp>-chaos/", parse=Path),
+    Setting("results_dir", Path("results"), "folder for <timestamp>-chaos/",
+            parse=folder_path),
 )
 
 

@@ -16,6 +16,7 @@ from harness.settings import (
     Setting,
     add_settings,
     describe,
+    folder_path,
     non_negative_float,
     parse_speed,
     positive_float,
@@ -40,7 +41,8 @@ SETTINGS = [
     Setting("speed", 1.0, "replay pace: 1, N times faster, 0 = max", parse=parse_speed),
     Setting("seed", 1, "synthetic seed", parse=int),
     Setting("kafka_bootstrap", None, "external Kafka host:port (default: embedded broker)"),
-    Setting("output_dir", "output", "where <transport>/market.h5 and sentiment.h5 go"),
+    Setting("output_dir", "output", "where <transport>/market.h5 and sentiment.h5 go",
+            parse=folder_path),
     Setting("twitter", True, "also run the Twitter producer and sentiment processor",
             parse=parse_bool),
 ]

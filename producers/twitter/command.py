@@ -29,7 +29,7 @@ from harness.settings import (
     Setting,
     add_settings,
     describe,
-    non_empty_path,
+    folder_path,
     non_negative_float,
     non_negative_int,
     parse_csv,
@@ -88,7 +88,7 @@ SETTINGS: tuple[Setting, ...] = (
             non_negative_int),
     Setting("topic", TOPIC, "topic to publish to"),
     Setting("producer_id", "", "producer id in envelopes (default: host-pid-random)"),
-    Setting("output_dir", "output", "where dead letters are written", non_empty_path),
+    Setting("output_dir", "output", "where dead letters are written", folder_path),
     Setting("progress_every", 5.0, "seconds between progress lines", positive_float),
     Setting("summary_json", None, "write the final counts (per topic) as JSON to this path"),
 )

@@ -91,6 +91,9 @@ class StageSummary:
     #: producers that announced their end, and the numbers they announced that never came
     producers_ended: int = 0
     end_missing: int = 0
+    #: True when every producer seen announced its end: ``lost`` then includes the tail.
+    #: False means a lost tail (the last messages before a crash) cannot be seen here.
+    lost_exact: bool = False
     #: why the stage stopped: end_of_streams, end_deadline, idle, duration, max_messages, signal
     stopped_by: str = ""
     seconds: float = 0.0
@@ -371,6 +374,9 @@ def run_stage(
     summary.lost, summary.duplicates = report.lost, report.duplicates
     summary.sequence_evictions = report.evicted
     summary.producers_ended, summary.end_missing = len(stats.ended), stats.end_missing()
+    summary.lost_exact = bool(stats.ended) and all(
+        pid in stats.ended for pid, _topic, _highest, _missing in stats.sequence.export_streams()
+    )
     if report.evicted:
         log.warning("%s: %d producer stream(s) evicted from the sequence tracker (cap %d)",
                     stage.name, report.evicted, stats.sequence.max_streams)

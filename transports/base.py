@@ -206,10 +206,11 @@ class Publisher(abc.ABC):
         were the last ones. Kafka backends send it to every partition of each topic, because a
         receiver may read only some of them.
         """
-        if self._closed or not self._next_seq:
+        used = {topic: count for topic, count in self._next_seq.items() if count}
+        if self._closed or not used:
             return
-        body = json.dumps({"published": self._next_seq}, sort_keys=True).encode()
-        for topic in list(self._next_seq):
+        body = json.dumps({"published": used}, sort_keys=True).encode()
+        for topic in used:
             self._send_end(topic, ((END_HEADER, body),))
         self.flush(timeout)
 

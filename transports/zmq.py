@@ -538,7 +538,7 @@ class ZmqPublisher(Publisher):
         """``Publisher.end_streams``; on PUB/SUB sent three times, since PUB drops at its HWM
         (receivers apply a repeated announcement once)."""
         super().end_streams(timeout)
-        if self._is_xpub and self._next_seq:
+        if self._is_xpub and any(self._next_seq.values()):
             for _ in range(2):
                 time.sleep(0.05)
                 super().end_streams(timeout)

@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     print(render_table([summary]))
     print(f"\nHDF5 output: {summary['output']}/market.h5, sentiment.h5 "
           f"({time.monotonic() - started:.0f} s)")
+    for stage, how in summary.get("stopped_by", {}).items():
+        if how != "end_of_streams":
+            print(f"{stage}: stopped by {how or 'the runner'}, not by its producer's end "
+                  f"announcement; see its log and the loss rows above", file=sys.stderr)
     for failure in summary["failed"]:
         print(f"stage failed: {failure}", file=sys.stderr)
     return 1 if summary["failed"] else 0

@@ -39,12 +39,11 @@ from producers.binance.service import (
     dead_letter_store,
     run_frames,
     run_live,
-    sigint_stops,
 )
 from producers.binance.synthetic import SyntheticMarket
 from producers.binance.topics import stream_names
 from producers.recording import RecordedFrame, RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter, write_summary
+from producers.run_control import ProgressReporter, StopAfter, publishing, write_summary
 from transports import open_transport
 from transports.base import new_producer_id
 
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         f"binance {cfg['source']}", pipeline.counters.summary, every_s=cfg["progress_every"]
     )
     try:
-        with sigint_stops(stop):
+        with publishing(publisher, stop, f"binance {cfg['source']}"):
             if frames is not None:
                 paced_source = (cfg["source"] == "synthetic" and cfg["rate"] > 0) or (
                     cfg["source"] == "replay" and cfg["speed"] > 0

@@ -39,7 +39,7 @@ from harness.settings import (
     resolve,
 )
 from producers.recording import RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter, stop_on_signals, write_summary
+from producers.run_control import ProgressReporter, StopAfter, publishing, write_summary
 from producers.twitter.schema import Frame
 from producers.twitter.service import SOURCE_NAME, TOPIC, TweetPipeline, run
 from producers.twitter.synthetic import (
@@ -177,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
     store = JsonlDeadLetterStore(Path(cfg["output_dir"]) / "dead_letters" / f"{name}.jsonl.gz")
     recorder = RecordingWriter(Path(cfg["record"])) if cfg["record"] else None
     try:
-        with open_transport(cfg["transport"]) as transport, stop_on_signals(stop):
+        with open_transport(cfg["transport"]) as transport:
             publisher = transport.publisher(producer_id)
             try:
                 pipeline = TweetPipeline(
@@ -187,7 +187,8 @@ def main(args: argparse.Namespace) -> int:
                 progress = ProgressReporter("twitter producer", pipeline.snapshot,
                                             cfg["progress_every"])
                 try:
-                    run(frames, pipeline, stop, progress)
+                    with publishing(publisher, stop, "twitter producer"):
+                        run(frames, pipeline, stop, progress)
                 finally:
                     progress.final()
             finally:

@@ -43,6 +43,7 @@ from typing import Any
 
 from harness import profiling_analysis as analysis
 from harness.errors import UserError
+from transports.url import redact_argv
 
 log = logging.getLogger("harness.profiling")
 
@@ -323,7 +324,7 @@ class ProfileSession:
             "command": self.command,
             "stage": self.stage,
             "pid": os.getpid(),
-            "argv": sys.argv,
+            "argv": redact_argv(sys.argv),
             "transport": _transport_scheme(sys.argv),
             "wall_s": wall_s,
             "cpu_s": cpu_s,

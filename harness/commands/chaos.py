@@ -19,6 +19,7 @@ from harness.settings import (
     positive_int,
     resolve,
 )
+from transports.url import redact_argv
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("scenarios", [], "comma-separated scenarios (default: all)", parse=parse_csv),
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = cfg["results_dir"] / (time.strftime("%Y%m%d-%H%M%S") + "-chaos")
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {**{k: str(v) for k, v in cfg.items()}, "quick": args.quick,
-                "command": " ".join(sys.argv)}
+                "command": " ".join(redact_argv(sys.argv))}
     metadata = chaos_metadata(settings)
     print("harness chaos: " + "; ".join(describe(cfg, SETTINGS)), file=sys.stderr)
     h5 = out_dir / "chaos.h5"

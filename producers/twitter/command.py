@@ -148,7 +148,7 @@ def _live_frames(cfg: dict[str, Any], stop: StopAfter) -> Iterator[Frame]:
         make_client,
     )
 
-    caller = ApiCaller(stop, ApiCounters(), cfg["api_url"])
+    caller = ApiCaller(stop, ApiCounters(), cfg["api_url"], secrets=(token,))
     user_fields = cfg["user_fields"]
     expansions = ("author_id",) if user_fields else ()
     if cfg["mode"] == "stream":

@@ -106,8 +106,9 @@ class _Stream:
     received: int = 0
     duplicates: int = 0
     reordered: int = 0
-    #: Seen since the eviction scan last passed (second-chance LRU, see ``SequenceTracker``).
-    used: bool = True
+    #: Seen again since it was created or the eviction scan last passed (second-chance LRU,
+    #: see ``SequenceTracker``): a stream seen once, as a flood of invented ids is, goes first.
+    used: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,8 @@ class SequenceTracker:
     At most ``max_streams`` streams are kept: a sender inventing producer ids (each one a
     stream, checkpointed every flush) would otherwise make every checkpoint and gap scan
     larger without bound. Past the cap the least recently seen stream is dropped (a
-    second-chance scan, so the hot path only sets a flag); its missing numbers stay counted in
+    second-chance scan, so the hot path only sets a flag; a stream seen only once goes before
+    any stream in use); its missing numbers stay counted in
     ``lost``, and ``evictions`` counts the streams dropped. A dropped stream that comes back
     starts over: numbers below its return count as a new gap.
     """

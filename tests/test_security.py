@@ -415,6 +415,7 @@ def test_secrets_in_the_command_line_never_reach_the_hdf5_file(tmp_path: Path) -
     assert result.returncode == 0, result.stderr[-2000:]
     with h5py.File(output, "r") as f:
         stored = " ".join(str(v) for v in f.attrs.values())
+    assert "--transport" in stored  # the argv attribute is there
     assert "curve_server_secret=***" in stored
     for leaked in (secret.decode(), quoted):
         assert leaked not in stored and leaked not in result.stdout + result.stderr

@@ -40,36 +40,34 @@ def _finite(text: str) -> float:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    """Seconds, rates: a finite number >= 0 (``nan`` would compare false everywhere and mean
-    "never", ``inf`` "for ever", a negative one nothing sensible)."""
-    value = _finite(text)
-    if value < 0:
-        raise ValueError(f"{value:g} is negative; expected a finite number >= 0")
-    return value
+def _at_least(
+    convert: Callable[[str], Any], low: float, *, inclusive: bool, label: str
+) -> Callable[[str], Any]:
+    """A parse function for numbers ``>= low`` (``inclusive``) or ``> low``; floats must be
+    finite (``nan`` compares false everywhere and would mean "never", ``inf`` "for ever")."""
+    expected = (
+        f"{'a finite number' if convert is float else 'an integer'} {'>=' if inclusive else '>'}"
+        f" {low:g}"
+    )
+
+    def parse(text: str) -> Any:
+        value = _finite(text) if convert is float else convert(text)
+        if value < low or (value == low and not inclusive):
+            reason = "is negative" if value < 0 else f"is not above {low:g}"
+            raise ValueError(f"{value:g} {reason}; expected {expected}")
+        return value
+
+    parse.__name__ = label
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """Intervals that must pass (flush, progress, timeouts): a finite number > 0."""
-    value = _finite(text)
-    if value <= 0:
-        raise ValueError(f"{value:g} is not above 0; expected a finite number > 0")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """Counts and limits: an integer >= 0 (0 usually meaning "no limit")."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{value} is negative; expected an integer >= 0")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError(f"{value} is not above 0; expected an integer > 0")
-    return value
+#: Seconds and rates (0 usually meaning "no limit" or "as fast as possible").
+non_negative_float = _at_least(float, 0, inclusive=True, label="number>=0")
+#: Intervals that must pass: flush, progress, timeouts.
+positive_float = _at_least(float, 0, inclusive=False, label="number>0")
+#: Counts and limits (0 usually meaning "no limit").
+non_negative_int = _at_least(int, 0, inclusive=True, label="integer>=0")
+positive_int = _at_least(int, 0, inclusive=False, label="integer>0")
 
 
 def non_empty_path(text: str) -> Path:
@@ -87,15 +85,8 @@ def folder_path(text: str) -> Path:
     return path
 
 
-for _parse, _label in (
-    (non_negative_float, "number>=0"),
-    (positive_float, "number>0"),
-    (non_negative_int, "integer>=0"),
-    (positive_int, "integer>0"),
-    (non_empty_path, "path"),
-    (folder_path, "folder"),
-):
-    _parse.__name__ = _label
+non_empty_path.__name__ = "path"
+folder_path.__name__ = "folder"
 
 
 class SettingError(ValueError):

@@ -40,6 +40,8 @@ from harness.lifeline import StopRequest, die_with_parent
 from transports.embedded_broker import EmbeddedBroker, free_tcp_port
 
 STOP_GRACE_S = 10.0
+#: processor -> the producer whose streams it reads
+FED_BY = {"candles": "binance", "sentiment": "twitter"}
 
 
 @dataclass
@@ -293,13 +295,19 @@ def _run_until_done(
         if stop.requested:
             for child in producers:
                 child.request_stop()
-            stop.requested = False  # the next signal (a second Ctrl-C) interrupts
+            stop.requested = False  # a second signal stops waiting for the processors
             deadline = min(deadline, time.monotonic() + STOP_GRACE_S)
         if progress:
             progress(cfg, children, time.monotonic() - started)
         _wait(1.0, stop)
     # The processors stop on their producer's end announcement (or end_grace_s after it);
-    # one that never got it is stopped here, with its final checkpoint.
+    # one that never got it is stopped here, with its final checkpoint, and one whose producer
+    # published nothing (so announced nothing) has nothing to wait for.
+    names = {c.name: c for c in children}
+    for processor, producer in FED_BY.items():
+        done = names[producer].result() if producer in names else {}
+        if processor in names and done and not any(done.get("published_by_topic", {}).values()):
+            names[processor].request_stop()
     drain_deadline = time.monotonic() + cfg.end_grace_s + 5.0
     while any(c.running() for c in processors) and time.monotonic() < drain_deadline:
         if progress:

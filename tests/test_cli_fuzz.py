@@ -8,7 +8,8 @@ the last one, and ``--output ''``, an ``--output-dir`` naming a file, ``--host 9
 
 The settings are read from the commands themselves, so a new numeric setting is covered as
 soon as it exists. Flags go through the real parser in-process (fast); each kind of failure is
-also run once as a real ``harness`` process, as a user would.
+also run once as a real ``harness`` process, as a user would (a sample: each process costs
+a second or two).
 """
 
 from __future__ import annotations
@@ -136,10 +137,7 @@ def _assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], fragment: st
         (["process", "candles", "--flush-interval", "nan"], {}, "not a finite number"),
         (["process", "candles"], {"HARNESS_FLUSH_INTERVAL": "-1"}, "HARNESS_FLUSH_INTERVAL"),
         (["process", "candles", "--output", ""], {}, "empty path"),
-        (["produce", "binance", "--duration", "-1"], {}, "negative"),
         (["produce", "twitter", "--rate", "inf"], {}, "not a finite number"),
-        (["produce", "binance", "--max-messages", "-3"], {}, "negative"),
-        (["produce", "binance", "--trade-rate", "1"], {}, "unrecognized arguments"),
         (["run", "--trade-rate", "-5"], {}, "negative"),
         (["run", "--output-dir", "a-file"], {}, "is a file, not a folder"),
         (["broker", "--host", "999.1.1.1"], {}, "cannot listen on '999.1.1.1'"),
@@ -153,9 +151,7 @@ def _assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], fragment: st
          {"HARNESS_PROFILE": "prof", "HARNESS_PROFILE_SAMPLER": "bogus"}, "sampler 'bogus'"),
         (["process", "candles", "--duration", "1"],
          {"HARNESS_PROFILE": "prof", "HARNESS_PROFILE_MEMORY": "maybe"}, "HARNESS_PROFILE_MEMORY"),
-        (["process", "candles", "--twitter"], {}, "unrecognized arguments"),
         (["produce", "binance"], {"HARNESS_SOURCE": "cloud"}, "HARNESS_SOURCE='cloud'"),
-        (["process", "candles"], {"HARNESS_QUIET": "maybe"}, "HARNESS_QUIET"),
     ],
 )
 def test_user_mistakes_as_a_user_makes_them(

@@ -25,6 +25,7 @@ import orjson
 import pytest
 import zmq
 
+from harness.pipeline import row_counts
 from producers.binance.synthetic import SyntheticMarket
 from producers.recording import RecordingWriter
 from transports.base import END_HEADER
@@ -80,8 +81,10 @@ def _start_run(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], set[
         return len(children) >= 4
 
     _wait_for(four_children, 30, "the run's four stages")
-    _wait_for(lambda: (tmp_path / "zmq" / "market.h5").exists(), 30, "the market file")
-    time.sleep(2.0)  # some trades flow
+    # trades in the file: every stage is connected (a PUSH socket without its peer would
+    # make the producer give up at the signal, and its processor get no end announcement)
+    market = tmp_path / "zmq" / "market.h5"
+    _wait_for(lambda: row_counts(market).get("trades", 0) > 0, 60, "trades in the file")
     return proc, children
 
 
@@ -262,3 +265,31 @@ def test_a_run_ends_on_the_producers_announcements_and_counts_their_dead_letters
     candles = json.loads((tmp_path / "out" / transport / "logs" / "candles.json").read_text())
     assert candles["stopped_by"] == "end_of_streams" and candles["lost_exact"]
     assert candles["lost"] == run_summary["market_lost"] and candles["received"] == 2000
+
+
+def test_end_announcements_on_a_real_socket_close_streams_and_bogus_ones_close_nothing() -> None:
+    from transports import open_transport
+
+    url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?bind=subscriber"
+    with open_transport(url) as transport, transport.subscriber(["binance.trade"]) as sub:
+        pub = transport.publisher("real")
+        raw = zmq.Context.instance().socket(zmq.PUSH)
+        raw.connect(url.split("?")[0].replace("zmq+", ""))
+        try:
+            for i in range(5):
+                pub.publish("binance.trade", _trade(i))
+            pub.end_streams()
+            for body in (b'{"published": {}}', b'{"published": {"other": 3}}', b"not json"):
+                raw.send(encode_frame("binance.trade", b"", None, ((END_HEADER, body),),
+                                      "intruder", -1, 0, time.time_ns()))
+            got: list[object] = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (len(got) < 5 or not sub.stats.rejected):
+                got += sub.poll(100, 0.1)
+        finally:
+            raw.close(linger=0)
+            pub.close()
+        assert len(got) == 5  # the announcement is not data
+        assert sub.stats.ended == {"real": {"binance.trade": 5}}
+        assert sub.stats.end_missing() == 0
+        assert sub.stats.rejected_by_kind == {"bad_end": 1}

@@ -334,11 +334,21 @@ class Subscriber(abc.ABC):
             return "end-of-stream counts are not integers in 0..2**63-1"
         tracker = self.stats.sequence
         pid = env.producer_id
-        ended = self.stats.ended.setdefault(pid, {})
-        for topic, total in published.items():
-            if topic == env.topic or tracker.has_stream(pid, topic):
-                tracker.expect_total(pid, topic, total)
-                ended[topic] = total
+        closed = {
+            topic: total for topic, total in published.items()
+            if total and (topic == env.topic or tracker.has_stream(pid, topic))
+        }
+        if not closed:
+            return None  # announces nothing this receiver could count: no end of anything
+        ended = self.stats.ended
+        if pid not in ended and len(ended) >= tracker.max_streams:
+            # bounded like the tracker: forget producers whose streams it no longer holds
+            self.stats.ended = ended = {
+                p: t for p, t in ended.items() if any(tracker.has_stream(p, x) for x in t)
+            }
+        for topic, total in closed.items():
+            tracker.expect_total(pid, topic, total)
+            ended.setdefault(pid, {})[topic] = total
         return None
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:

@@ -97,8 +97,8 @@ def run_pipeline(transport: str, recording: Path, n: int, workdir: Path) -> Pipe
         summary = workdir / f"{transport}-producer.json"
         processor = subprocess.Popen(
             [*HARNESS, "process", "candles", "--transport", processor_url, "--output",
-             str(output), "--flush-interval", str(FLUSH_INTERVAL_S), "--idle-exit", "1.5",
-             "--quiet"],
+             str(output), "--flush-interval", str(FLUSH_INTERVAL_S), "--end-after-producers",
+             "1", "--idle-exit", "60", "--quiet"],
             stdout=subprocess.DEVNULL, stderr=(workdir / f"{transport}-processor.log").open("wb"),
         )  # fmt: skip
         time.sleep(1.0)  # connected / assigned before the first publish

@@ -158,8 +158,11 @@ class TwitterEmulator:
         search_limit: int = 450,
         window_s: float = 900.0,
         keepalive_s: float = 20.0,
+        echo_token_on_401: bool = False,
     ) -> None:
         self.bearer_token = bearer_token
+        #: Quote the refused token in the 401 body, as some servers and proxies do.
+        self.echo_token_on_401 = echo_token_on_401
         self.keepalive_s = keepalive_s
         self.store = TweetStore()
         self.generator = TweetGenerator(
@@ -315,9 +318,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     def _authorized(self) -> bool:
-        if self.headers.get("Authorization") == f"Bearer {self.emu.bearer_token}":
+        offered = self.headers.get("Authorization") or ""
+        if offered == f"Bearer {self.emu.bearer_token}":
             return True
-        self._send(401, problem(401, "Unauthorized"))
+        detail = f"Invalid credentials: {offered}" if self.emu.echo_token_on_401 else None
+        self._send(401, problem(401, "Unauthorized", detail))
         return False
 
     def _read_json(self) -> Any:

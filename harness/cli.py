@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from harness import profiling
 from harness.errors import UserError
-from harness.settings import SettingError
+from harness.settings import OneLineParser, SettingError
 from transports.base import TransportError
 
 COMMANDS: tuple[str, ...] = (
@@ -31,7 +31,7 @@ COMMANDS: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="harness",
         description="Kafka vs ZeroMQ on one market-data pipeline: produce, process, measure.",
     )
@@ -51,8 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("kafka", "websockets", "urllib3", "tweepy"):
+    for noisy in ("websockets", "urllib3", "tweepy"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not args.verbose else logging.INFO)
+    # kafka-python logs every failed connection attempt at ERROR; the transport turns what
+    # matters (unreachable broker, undelivered records) into its own one-line error.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL if not args.verbose else logging.INFO)
     try:
         return int(profiling.run_profiled(args, args.func) or 0)
     except (UserError, TransportError, SettingError) as exc:

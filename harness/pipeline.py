@@ -1,9 +1,19 @@
 """``harness run``: the whole pipeline as separate processes, the way compose runs it.
 
-Processors start first (they resume from their HDF5 files), then the producers; when the
-producers are done the processors drain what is in flight and stop on their own (idle exit).
-Each child is a real ``harness`` process with its own log; the runner only wires endpoints,
-shows progress by reading the HDF5 files *while they are written* (SWMR), and summarises.
+Processors start first (they resume from their HDF5 files), then the producers. A producer that
+stops cleanly announces the end of each stream with the count it published; a processor stops
+once its producer's announcement came and every message it announced arrived (never on a quiet
+spell), or ``end_grace_s`` after the announcement, logging what never came. If a processor got
+no announcement at all (its producer crashed, PUB/SUB dropped it), the runner stops it
+``end_grace_s`` after the producers ended; the run's loss is exact either way, from what the
+producers published and what the processors received.
+
+Every child is a real ``harness`` process with its own log, in a session of its own, and dies
+with the runner (``harness.lifeline``): SIGTERM or Ctrl-C to the runner stops the producers,
+lets the processors finish and checkpoint, then summarises; ``kill -9`` of the runner sends
+every child SIGTERM from the kernel, so none is left publishing or holding a port. The runner
+only wires endpoints, shows progress by reading the HDF5 files *while they are written*
+(SWMR), and summarises.
 
 Transport wiring: Kafka stages all talk to one bootstrap server (the embedded Tansu broker if
 none is given). ZeroMQ has no broker, so each stream link is its own endpoint: the Binance
@@ -26,9 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.lifeline import StopRequest, die_with_parent
 from transports.embedded_broker import EmbeddedBroker, free_tcp_port
 
 STOP_GRACE_S = 10.0
+#: processor -> the producer whose streams it reads
+FED_BY = {"candles": "binance", "sentiment": "twitter"}
 
 
 @dataclass
@@ -47,7 +60,9 @@ class PipelineConfig:
     speed: float = 1.0
     seed: int = 1
     kafka_bootstrap: str | None = None
-    idle_exit_s: float = 4.0
+    #: How long processors wait for what their producer announced, after its end announcement
+    #: (and the runner, after the producers exited, for a processor that got none).
+    end_grace_s: float = 30.0
     with_twitter: bool = True
     fresh: bool = True  # delete previous output of this transport first
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -66,8 +81,14 @@ class Child:
         with self.log.open("wb") as fh:
             self.proc = subprocess.Popen(
                 self.argv, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent(),
             )
+
+    def request_stop(self) -> None:
+        """SIGTERM without waiting: a graceful stop (producers flush and announce their end)."""
+        if self.running():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -143,7 +164,7 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
             "candles",
             [*h, "process", "candles", "--transport", urls["market"][1],
              "--output", str(out / "market.h5"), "--windows", cfg.windows,
-             "--idle-exit", str(cfg.idle_exit_s), "--quiet",
+             *_end_options(cfg), "--quiet",
              "--summary-json", str(logs / "candles.json")],
             logs / "candles.log", logs / "candles.json",
         ),
@@ -154,7 +175,7 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
                 "sentiment",
                 [*h, "process", "sentiment", "--transport", urls["tweets"][1],
                  "--output", str(out / "sentiment.h5"), "--windows", cfg.windows,
-                 "--idle-exit", str(cfg.idle_exit_s), "--quiet",
+                 *_end_options(cfg), "--quiet",
                  "--summary-json", str(logs / "sentiment.json")],
                 logs / "sentiment.log", logs / "sentiment.json",
             )
@@ -185,6 +206,11 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
     if cfg.with_twitter:
         children.append(Child("twitter", twitter, logs / "twitter.log", logs / "twitter.json"))
     return children
+
+
+def _end_options(cfg: PipelineConfig) -> list[str]:
+    """Each processor reads one producer: it stops when that one's announced end is complete."""
+    return ["--end-after-producers", "1", "--end-grace", str(cfg.end_grace_s)]
 
 
 def row_counts(path: Path) -> dict[str, int]:
@@ -224,31 +250,20 @@ def run_pipeline(cfg: PipelineConfig, progress: Any = None) -> PipelineResult:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **cfg.extra_env}
     started = time.monotonic()
-    with transport_urls(cfg) as urls:
+    with transport_urls(cfg) as urls, StopRequest().installed() as stop:
         children = build_children(cfg, urls)
         processors = [c for c in children if c.name in ("candles", "sentiment")]
         producers = [c for c in children if c not in processors]
         try:
             for child in processors:
                 child.start(env)
-            time.sleep(1.0)  # processors bind/subscribe before producers start sending
-            for child in producers:
-                child.start(env)
-            deadline = time.monotonic() + cfg.duration_s + 120.0
-            while any(c.running() for c in children) and time.monotonic() < deadline:
-                if progress:
-                    progress(cfg, children, time.monotonic() - started)
-                if not any(p.running() for p in producers):
-                    # producers are done: give processors their idle-exit time to drain
-                    drain_deadline = time.monotonic() + cfg.idle_exit_s + 30.0
-                    while any(c.running() for c in processors):
-                        if time.monotonic() > drain_deadline:
-                            break
-                        time.sleep(0.2)
-                    break
-                time.sleep(1.0)
+            _wait(1.0, stop)  # processors bind/subscribe before producers start sending
+            if not stop.requested:
+                for child in producers:
+                    child.start(env)
+            _run_until_done(cfg, children, producers, processors, stop, progress, started)
         except KeyboardInterrupt:
-            pass
+            pass  # a second signal: stop everything now
         finally:
             for child in producers + processors:
                 child.stop()
@@ -261,6 +276,45 @@ def run_pipeline(cfg: PipelineConfig, progress: Any = None) -> PipelineResult:
         cfg.transport, out, {c.name: c.result() for c in children},
         time.monotonic() - started, failed,
     )
+
+
+def _wait(seconds: float, stop: StopRequest) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop.requested and time.monotonic() < deadline:
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def _run_until_done(
+    cfg: PipelineConfig, children: list[Child], producers: list[Child],
+    processors: list[Child], stop: StopRequest, progress: Any, started: float,
+) -> None:
+    """Producers run their course (or until a stop request), then the processors finish."""
+    # a replay runs as long as its recording; the other sources stop at their duration
+    deadline = time.monotonic() + (cfg.duration_s + 120.0 if cfg.source != "replay" else 1e9)
+    while any(p.running() for p in producers) and time.monotonic() < deadline:
+        if stop.requested:
+            for child in producers:
+                child.request_stop()
+            stop.requested = False  # a second signal stops waiting for the processors
+            deadline = min(deadline, time.monotonic() + STOP_GRACE_S)
+        if progress:
+            progress(cfg, children, time.monotonic() - started)
+        _wait(1.0, stop)
+    # The processors stop on their producer's end announcement (or end_grace_s after it);
+    # one that never got it is stopped here, with its final checkpoint, and one whose producer
+    # published nothing (so announced nothing) has nothing to wait for.
+    names = {c.name: c for c in children}
+    for processor, producer in FED_BY.items():
+        done = names[producer].result() if producer in names else {}
+        if processor in names and done and not any(done.get("published_by_topic", {}).values()):
+            names[processor].request_stop()
+    drain_deadline = time.monotonic() + cfg.end_grace_s + 5.0
+    while any(c.running() for c in processors) and time.monotonic() < drain_deadline:
+        if progress:
+            progress(cfg, children, time.monotonic() - started)
+        _wait(1.0, stop)
+        if stop.requested:
+            break
 
 
 def stage_names(children: Sequence[Child]) -> list[str]:

@@ -25,6 +25,12 @@ def _published(stages: dict[str, dict[str, Any]], producer: str, prefix: str) ->
     return sum(int(n) for topic, n in by_topic.items() if topic.startswith(prefix))
 
 
+def _producer_dead_letters(producer: dict[str, Any]) -> int:
+    """Frames a producer refused (Binance counts them as ``rejected``, Twitter as
+    ``dead_letters``): they never reached a transport, so no processor can count them."""
+    return int(producer.get("dead_letters", producer.get("rejected", 0)))
+
+
 def _lost(published: int, processor: dict[str, Any]) -> int | None:
     if not processor:
         return None
@@ -58,6 +64,12 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
     tweets_published = _published(stages, "twitter", TWEET_PREFIX)
     rows = {**candles.get("rows", {}), **{f"sentiment:{k}": v for k, v in
                                          sentiment.get("rows", {}).items()}}
+    producer_dead = _producer_dead_letters(stages.get("binance", {})) + _producer_dead_letters(
+        stages.get("twitter", {})
+    )
+    processor_dead = sum(candles.get("dead_letters", {}).values()) + sum(
+        sentiment.get("dead_letters", {}).values()
+    )
     return {
         "transport": result.transport,
         "output": str(result.output),
@@ -69,8 +81,12 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
         "tweets_published": tweets_published,
         "tweets_received": sentiment.get("received"),
         "tweets_lost": _lost(tweets_published, sentiment),
-        "dead_letters": sum(candles.get("dead_letters", {}).values())
-        + sum(sentiment.get("dead_letters", {}).values()),
+        "dead_letters": producer_dead + processor_dead,
+        "producer_dead_letters": producer_dead,
+        "stopped_by": {
+            name: stages[name].get("stopped_by", "") for name in ("candles", "sentiment")
+            if stages.get(name)
+        },
         "late": rows.get("late_trades", 0) + rows.get("late_tickers", 0)
         + rows.get("sentiment:late_tweets", 0),
         "rows": rows,
@@ -96,6 +112,7 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
         ("tweets rows", [s["rows"].get("sentiment:tweets", 0) for s in summaries]),
         ("late events", [s["late"] for s in summaries]),
         ("dead letters", [s["dead_letters"] for s in summaries]),
+        ("  of them at producers", [s.get("producer_dead_letters", 0) for s in summaries]),
     ]
     for p in ("p50", "p99", "p99.9", "max"):
         lines.append(

@@ -43,6 +43,7 @@ from typing import Any
 
 from harness import profiling_analysis as analysis
 from harness.errors import UserError
+from transports.url import redact_argv
 
 log = logging.getLogger("harness.profiling")
 
@@ -73,9 +74,12 @@ def settings_from_environment() -> ProfileSettings | None:
     directory = os.environ.get(ENV_DIR, "").strip()
     if not directory:
         return None
+    memory = os.environ.get(ENV_MEMORY, "0").strip().lower()
+    if memory not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise UserError(f"{ENV_MEMORY}={memory!r}: expected 1/0, true/false or yes/no")
     return _checked(
         Path(directory),
-        os.environ.get(ENV_MEMORY, "0").strip().lower() in ("1", "true", "yes"),
+        memory in ("1", "true", "yes"),
         os.environ.get(ENV_SAMPLER, "cprofile").strip().lower() or "cprofile",
     )
 
@@ -104,6 +108,12 @@ def _checked(directory: Path, memory: bool, sampler: str) -> ProfileSettings:
             "py-spy is not installed on this machine (not on PATH); "
             "use --profile-sampler pyinstrument or the default cProfile"
         )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"profile folder {directory}: {exc.strerror or exc}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UserError(f"profile folder {directory} is not writable")
     return ProfileSettings(directory.resolve(), memory, sampler)
 
 
@@ -314,7 +324,7 @@ class ProfileSession:
             "command": self.command,
             "stage": self.stage,
             "pid": os.getpid(),
-            "argv": sys.argv,
+            "argv": redact_argv(sys.argv),
             "transport": _transport_scheme(sys.argv),
             "wall_s": wall_s,
             "cpu_s": cpu_s,

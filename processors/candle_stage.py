@@ -1,7 +1,8 @@
 """The market stage: Binance trades and tickers in, raw trades + candles + ticker aggregates out.
 
-Tables written (one HDF5 file): ``trades`` (every trade, with its transport metadata so loss,
-duplicates and per-hop latency can be computed from the file), ``candles_<w>`` per window size,
+Tables written (one HDF5 file): ``trades`` (every trade and aggTrade received, with its
+transport metadata so loss, duplicates and per-hop latency can be computed from the file, and
+whether it went into the candles), ``candles_<w>`` per window size,
 ``tickers_<w>`` (24hrTicker) and ``book_<w>`` (bookTicker) aggregates, ``late_trades`` and
 ``late_tickers`` for events behind the watermark, plus the sink's ``gaps`` and ``dead_letters``.
 """
@@ -37,7 +38,8 @@ from processors.window_state import restore_windows, snapshot_windows
 from processors.windowing import window_label
 from transports import Envelope
 
-TRADE_TOPICS = ("binance.trade", "binance.aggTrade")
+AGG_TRADE_TOPIC = "binance.aggTrade"
+TRADE_TOPICS = ("binance.trade", AGG_TRADE_TOPIC)
 #: A trade stamped further ahead of this processor's clock is refused ("future_time"): one such
 #: record written straight to a topic would push the watermark forward and make every later
 #: trade late. The past is fine (replays of old recordings).
@@ -61,6 +63,8 @@ TRADES_DTYPE = np.dtype(
         ("seq", "i8"),
         ("partition", "i4"),
         ("offset", "i8"),
+        ("aggregate", "?"),  # an aggTrade: trade_id is its aggregate id ``a``
+        ("in_candles", "?"),  # folded into the candles (see ``TradeStreamChoice``)
     ]
 )
 _SYMBOL_BYTES = TRADES_DTYPE["symbol"].itemsize
@@ -71,7 +75,55 @@ def _fits(values: set[str], width: int) -> bool:
     return all(v.isascii() and len(v) <= width for v in values)
 
 
-def trade_rows(trades: list[Trade], envs: list[Envelope]) -> Rows:
+class TradeStreamChoice:
+    """Candles come from one trade stream per symbol, with no fill counted twice or dropped.
+
+    Binance's ``trade`` stream has one event per fill; ``aggTrade`` merges the fills of one
+    taker order at one price and says which (trade ids ``f``..``l``). With both on (the
+    producer's default), folding both into the candles counted every fill twice. The rule:
+    ``trade`` is the candle source for a symbol as soon as one of its trades arrives, and its
+    aggTrades are then left out. Until then (a processor whose first batch holds aggTrades
+    only, or a producer sending aggTrade alone) aggTrades are folded, and the highest trade id
+    they covered is kept, so the trades of those same fills are skipped when the ``trade``
+    stream takes over: the switch is exact by trade id, whatever order the two topics arrive
+    in. The ``trades`` table keeps every row and says in ``in_candles`` which ones counted.
+    """
+
+    def __init__(self) -> None:
+        #: symbol -> highest trade id folded from aggTrades (-1: none); absent: no decision yet
+        self._agg_covered: dict[str, int] = {}
+        self._trade_stream: set[str] = set()
+
+    def choose(self, trades: list[Trade], aggregate: list[bool]) -> list[bool]:
+        """For each trade (``aggregate``: it came from the aggTrade stream), fold it?"""
+        covered, from_trades = self._agg_covered, self._trade_stream
+        out: list[bool] = []
+        for trade, is_agg in zip(trades, aggregate, strict=True):
+            symbol = trade.symbol
+            if not is_agg:
+                from_trades.add(symbol)
+                out.append(trade.trade_id > covered.get(symbol, -1))
+            elif symbol in from_trades:
+                out.append(False)
+            else:
+                last = covered.get(symbol, -1)
+                out.append(trade.last_trade_id > last)
+                if trade.last_trade_id > last:
+                    covered[symbol] = trade.last_trade_id
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"agg_covered": self._agg_covered, "trade_stream": sorted(self._trade_stream)}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        self._agg_covered = {str(k): int(v) for k, v in data.get("agg_covered", {}).items()}
+        self._trade_stream = {str(s) for s in data.get("trade_stream", ())}
+
+
+def trade_rows(
+    trades: list[Trade], envs: list[Envelope], aggregate: list[bool] | None = None,
+    in_candles: list[bool] | None = None,
+) -> Rows:
     """The ``trades`` rows of one batch, built column by column (~8x cheaper than row tuples).
 
     Symbols and producer ids are few per batch: if every distinct one is ASCII and fits its
@@ -86,6 +138,8 @@ def trade_rows(trades: list[Trade], envs: list[Envelope]) -> Rows:
         [t[4] for t in trades], [t[5] for t in trades], [e.event_time_ns for e in envs],
         [e.publish_time_ns for e in envs], [e.receive_time_ns for e in envs], pid,
         [e.seq for e in envs], [e.partition for e in envs], [e.offset for e in envs],
+        aggregate if aggregate is not None else [False] * len(trades),
+        in_candles if in_candles is not None else [True] * len(trades),
     )  # fmt: skip
     if not (_fits(set(symbol), _SYMBOL_BYTES) and _fits(set(pid), _PRODUCER_BYTES)):
         return list(zip(*columns, strict=True))
@@ -112,6 +166,7 @@ class CandleStage(Stage):
         self.books = TickerAggregator(BOOK_TICKER_SPEC, windows, grace_ms)
         self.labels = [window_label(size) for size in self.candles.sizes_ms]
         self.store_trades = store_trades
+        self.trade_streams = TradeStreamChoice()
 
     def tables(self) -> Mapping[str, np.dtype]:
         out: dict[str, np.dtype] = {"trades": TRADES_DTYPE, "late_trades": LATE_TRADE_DTYPE}
@@ -148,9 +203,13 @@ class CandleStage(Stage):
             except DecodeError as exc:
                 dead.add(exc.kind, exc.reason, env.value, source=f"candles:{topic}")
         out: dict[str, Rows] = {}
+        aggregate = [env.topic == AGG_TRADE_TOPIC for env in trade_envs]
+        in_candles = self.trade_streams.choose(trades, aggregate)
         if trades and self.store_trades:
-            out["trades"] = trade_rows(trades, trade_envs)
+            out["trades"] = trade_rows(trades, trade_envs, aggregate, in_candles)
         if trades:
+            if not all(in_candles):
+                trades = [t for t, use in zip(trades, in_candles, strict=True) if use]
             result = self.candles.add_batch(trades)
             self._split_by_window(out, "candles", result.candles)
             if result.late:
@@ -179,6 +238,7 @@ class CandleStage(Stage):
                 "candles": snapshot_windows(self.candles, CandleState),
                 "tickers": snapshot_windows(self.tickers, TickerState),
                 "book": snapshot_windows(self.books, TickerState),
+                "trade_streams": self.trade_streams.snapshot(),
             }
         ).encode()
 
@@ -189,6 +249,7 @@ class CandleStage(Stage):
         restore_windows(self.candles, CandleState, data["candles"])
         restore_windows(self.tickers, TickerState, data["tickers"])
         restore_windows(self.books, TickerState, data["book"])
+        self.trade_streams.restore(data.get("trade_streams", {}))
 
     @staticmethod
     def _split_by_window(out: dict[str, Rows], prefix: str, rows: list[dict[str, Any]]) -> None:

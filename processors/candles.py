@@ -123,7 +123,7 @@ class CandleState:
         self.open = self.high = self.low = self.close = p
         self.volume = q
         self.quote = p * q
-        self.count = 1
+        self.count = last - f + 1  # fills: 1 for a trade, l - f + 1 for an aggTrade
         self.taker_base = 0.0 if maker else q
         self.taker_quote = 0.0 if maker else p * q
         self.first_id = f
@@ -173,7 +173,7 @@ class CandleAggregator(PanedWindows[CandleState, Trade]):
             state.low = p
         state.volume += q
         state.quote += p * q
-        state.count += 1
+        state.count += last - f + 1
         if not maker:
             state.taker_base += q
             state.taker_quote += p * q
@@ -250,7 +250,7 @@ class CandleAggregator(PanedWindows[CandleState, Trade]):
                 pq = p * q
                 st.volume += q
                 st.quote += pq
-                st.count += 1
+                st.count += last - f + 1
                 if not maker:
                     st.taker_base += q
                     st.taker_quote += pq

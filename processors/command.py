@@ -15,7 +15,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.settings import Setting, add_settings, describe, parse_csv, redacted, resolve
+from harness.settings import (
+    Setting,
+    add_settings,
+    describe,
+    non_empty_path,
+    non_negative_float,
+    non_negative_int,
+    parse_csv,
+    positive_float,
+    redacted,
+    resolve,
+)
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
 from processors.stage_runner import RunLimits, StageSummary, run_stage
 from transports.url import parse_bool
@@ -32,18 +43,27 @@ def settings_for(kind: str) -> list[Setting]:
     return [
         Setting("transport", DEFAULT_ENDPOINTS[kind], "transport URL to consume from"),
         Setting("output", DEFAULT_OUTPUTS[kind], "HDF5 file to write (resumed if it exists); "
-                "{hostname} and {pid} are replaced, so scaled replicas get one file each"),
+                "{hostname} and {pid} are replaced, so scaled replicas get one file each",
+                parse=non_empty_path),
         Setting("group", None, "Kafka consumer group to share work (default: read all "
                 "partitions by assignment and resume from the file's positions)"),
         Setting("windows", ",".join(DEFAULT_WINDOWS), "tumbling window sizes", parse=str),
-        Setting("grace_ms", DEFAULT_GRACE_MS, "watermark grace period in ms", parse=int),
+        Setting("grace_ms", DEFAULT_GRACE_MS, "watermark grace period in ms",
+                parse=non_negative_int),
         Setting("flush_interval", 1.0, "seconds between checkpoints (rows+positions)",
-                parse=float),
+                parse=positive_float),
         Setting("duration", 0.0, "stop after this many seconds (0 = run until stopped)",
-                parse=float),
-        Setting("max_messages", 0, "stop after this many messages (0 = unlimited)", parse=int),
-        Setting("idle_exit", 0.0, "stop this many seconds after the last input (0 = never)",
-                parse=float),
+                parse=non_negative_float),
+        Setting("max_messages", 0, "stop after this many messages (0 = unlimited)",
+                parse=non_negative_int),
+        Setting("end_after_producers", 0, "stop once this many producers announced their end "
+                "and everything they announced arrived (0 = off): the exact end of a run",
+                parse=non_negative_int),
+        Setting("end_grace", 30.0, "after those announcements, stop at the latest this many "
+                "seconds later, logging what never arrived", parse=positive_float),
+        Setting("idle_exit", 0.0, "safety net: stop this many seconds after the last input, or "
+                "after the start if no input ever arrives (0 = never)",
+                parse=non_negative_float),
         Setting("summary_json", None, "also write the final summary as JSON to this path"),
         Setting("quiet", False, "no progress lines", parse=parse_bool),
     ]
@@ -79,7 +99,7 @@ def run(kind: str, args: argparse.Namespace) -> int:
 
     parse_windows(parse_csv(values["windows"]))  # a bad window: one-line error before connecting
     output = Path(
-        values["output"].replace("{hostname}", socket.gethostname()).replace(
+        str(values["output"]).replace("{hostname}", socket.gethostname()).replace(
             "{pid}", str(os.getpid())
         )
     )
@@ -92,6 +112,8 @@ def run(kind: str, args: argparse.Namespace) -> int:
             duration_s=values["duration"],
             max_messages=values["max_messages"],
             idle_exit_s=values["idle_exit"],
+            end_after_producers=values["end_after_producers"],
+            end_grace_s=values["end_grace"],
             flush_interval_s=values["flush_interval"],
         ),
         run_metadata={"settings": json.dumps(redacted(values, specs))},

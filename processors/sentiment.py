@@ -45,6 +45,7 @@ from processors.coins import CoinTagger
 from processors.text import TweetPreprocessor
 from processors.trade_parsing import DecodeError
 from processors.windowing import LateEvent, PanedWindows
+from producers.binance.limits import INT64_MAX
 
 POSITIVE_THRESHOLD = 0.05
 NEGATIVE_THRESHOLD = -0.05
@@ -151,14 +152,25 @@ class Tweet(NamedTuple):
 def parse_created_at(value: Any) -> int:
     """ISO 8601 with a zone (``2024-08-01T12:34:56.000Z``) -> epoch ms; naive times refused."""
     if not isinstance(value, str):
-        raise DecodeError("bad_created_at", f"created_at must be a string, got {value!r}")
+        raise DecodeError("bad_created_at", f"created_at must be a string, got {value!r:.60}")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise DecodeError("bad_created_at", f"created_at={value!r} is not ISO 8601") from None
+        raise DecodeError("bad_created_at", f"created_at={value!r:.60} is not ISO 8601") from None
     if moment.tzinfo is None:
-        raise DecodeError("bad_created_at", f"created_at={value!r} has no time zone")
+        raise DecodeError("bad_created_at", f"created_at={value!r:.60} has no time zone")
     return math.floor(moment.timestamp() * 1000 + 0.5)
+
+
+def _is_int64_text(value: object) -> bool:
+    """ASCII decimal digits that fit the int64 id columns (``"١٢".isdigit()`` is True too)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 19
+        and value.isascii()
+        and value.isdigit()
+        and int(value) <= INT64_MAX
+    )
 
 
 def decode_tweet(value: bytes) -> Tweet:
@@ -173,8 +185,8 @@ def decode_tweet(value: bytes) -> Tweet:
         raw_id, text, created = obj["id"], obj["text"], obj["created_at"]
     except KeyError as exc:
         raise DecodeError("missing_field", f"field {exc.args[0]!r} missing") from None
-    if not isinstance(raw_id, str) or not raw_id.isdigit() or len(raw_id) > 19:
-        raise DecodeError("bad_id", f"id must be a decimal string, got {raw_id!r}")
+    if not _is_int64_text(raw_id):
+        raise DecodeError("bad_id", f"id must be a decimal string below 2**63, got {raw_id!r:.40}")
     if not isinstance(text, str):
         raise DecodeError("bad_type", f"text must be a string, got {type(text).__name__}")
     author = obj.get("author_id", "")
@@ -184,7 +196,7 @@ def decode_tweet(value: bytes) -> Tweet:
         parse_created_at(created),
         text,
         str(obj.get("lang", "")),
-        int(author) if isinstance(author, str) and author.isdigit() and len(author) <= 18 else -1,
+        int(author) if _is_int64_text(author) else -1,
         entities if isinstance(entities, dict) else {},
     )
 

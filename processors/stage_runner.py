@@ -31,6 +31,7 @@ from harness.dead_letters import DeadLetters
 from sinks.hdf5 import Hdf5Sink
 from sinks.hdf5_schema import Gap
 from transports import Envelope, Subscriber, open_transport
+from transports.base import SubscriberStats
 from transports.sequence import SequenceTracker
 
 log = logging.getLogger("processors.stage_runner")
@@ -85,6 +86,16 @@ class StageSummary:
     resumed_from: dict[str, int] = field(default_factory=dict)
     #: partitions re-read from their start because the broker's log ended before the position
     log_resets: int = 0
+    #: producer streams dropped from the sequence tracker at its cap (hostile or huge fan-in)
+    sequence_evictions: int = 0
+    #: producers that announced their end, and the numbers they announced that never came
+    producers_ended: int = 0
+    end_missing: int = 0
+    #: True when every producer seen announced its end: ``lost`` then includes the tail.
+    #: False means a lost tail (the last messages before a crash) cannot be seen here.
+    lost_exact: bool = False
+    #: why the stage stopped: end_of_streams, end_deadline, idle, duration, max_messages, signal
+    stopped_by: str = ""
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -136,6 +147,13 @@ class GapRecorder:
     def __init__(self) -> None:
         self._recorded_up_to: dict[tuple[str, str], int] = {}
 
+    def prune(self, tracker: SequenceTracker) -> None:
+        """Forget streams the tracker evicted, so this map is bounded by its cap too."""
+        if len(self._recorded_up_to) > 2 * tracker.max_streams:
+            self._recorded_up_to = {
+                k: v for k, v in self._recorded_up_to.items() if tracker.has_stream(*k)
+            }
+
     def mark_recorded(
         self, producer_id: str, topic: str, ranges: Iterable[tuple[int, int]]
     ) -> None:
@@ -158,47 +176,63 @@ class GapRecorder:
 _STATE_FORMAT = "stage-runner/1"
 
 
-def join_state(stage_state: bytes, tracker: SequenceTracker) -> bytes:
+def join_state(
+    stage_state: bytes, tracker: SequenceTracker, ended: Mapping[str, Mapping[str, int]]
+) -> bytes:
     """The checkpoint state: the stage's windows plus the sequence tracker as of the checkpoint.
 
     The tracker is stored for every transport because on ZeroMQ it is what makes loss exact across
     a crash: a restarted processor continues each stream from the highest number in the file, so
     the rows the killed process had received but not flushed, and everything sent while it was
-    down, become one recorded gap (not zero, and not the whole stream again).
+    down, become one recorded gap (not zero, and not the whole stream again). The producers'
+    end announcements go with it (a restart after them still knows the streams are closed),
+    and so does the count of evicted streams.
     """
     streams = [
         [pid, topic, highest, [list(r) for r in missing]]
         for pid, topic, highest, missing in tracker.export_streams()
     ]
     return json.dumps(
-        {"format": _STATE_FORMAT, "stage": stage_state.decode(), "sequence": streams}
+        {"format": _STATE_FORMAT, "stage": stage_state.decode(), "sequence": streams,
+         "ended": ended, "evictions": tracker.evictions, "evicted_lost": tracker.evicted_lost}
     ).encode()
 
 
-def split_state(state: bytes) -> tuple[bytes, list[Any]]:
-    """(stage state, sequence streams) from a checkpoint; a bare stage state (older files) too."""
+def split_state(state: bytes) -> tuple[bytes, dict[str, Any]]:
+    """(stage state, sequence state) from a checkpoint; a bare stage state (older files) too."""
     if not state:
-        return b"", []
+        return b"", {}
     data = json.loads(state)
     if isinstance(data, dict) and data.get("format") == _STATE_FORMAT:
-        return str(data["stage"]).encode(), list(data["sequence"])
-    return state, []
+        return str(data["stage"]).encode(), data
+    return state, {}
 
 
-def restore_sequences(tracker: SequenceTracker, gaps: GapRecorder, streams: list[Any]) -> None:
+def restore_sequences(stats: SubscriberStats, gaps: GapRecorder, state: Mapping[str, Any]) -> None:
     """Continue the streams of the checkpoint; their gaps are already in the ``gaps`` table."""
-    for pid, topic, highest, missing_ranges in streams:
+    tracker = stats.sequence
+    for pid, topic, highest, missing_ranges in state.get("sequence", ()):
         missing = [(int(first), int(last)) for first, last in missing_ranges]
         tracker.restore_stream(pid, topic, highest, missing)
         gaps.mark_recorded(pid, topic, missing)
+    for pid, topics in state.get("ended", {}).items():
+        stats.ended[pid] = {str(t): int(n) for t, n in topics.items()}
+    tracker.evictions += int(state.get("evictions", 0))
+    tracker.evicted_lost += int(state.get("evicted_lost", 0))
 
 
 @dataclass
 class RunLimits:
     duration_s: float = 0.0  # 0 = until stopped
     max_messages: int = 0  # 0 = unlimited
-    idle_exit_s: float = 0.0  # stop this long after the last message (0 = never); counts
-    # only once input has started, so a processor may start before its producer
+    #: A safety net: stop this long after the last message, or after the start if none came
+    #: (0 = never). A quiet spell is not an end: ``end_after_producers`` is the exact stop.
+    idle_exit_s: float = 0.0
+    #: Stop once this many producers announced their end and every number they announced
+    #: arrived (0 = do not stop on announcements) ...
+    end_after_producers: int = 0
+    #: ... or this long after the last of those announcements, reporting what never came.
+    end_grace_s: float = 30.0
     flush_interval_s: float = 1.0
     batch_size: int = 5000
 
@@ -209,6 +243,44 @@ class _StopFlag:
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.stop = True
+
+
+class _EndWatch:
+    """Decides when the producers' end announcements say the input is complete."""
+
+    def __init__(self, limits: RunLimits) -> None:
+        self.expected = limits.end_after_producers
+        self.grace_s = limits.end_grace_s
+        self._ended_at: float | None = None
+
+    def reason(self, stats: SubscriberStats, now: float) -> str | None:
+        if not self.expected or len(stats.ended) < self.expected:
+            return None
+        missing = stats.end_missing()
+        if missing == 0:
+            return "end_of_streams"
+        if self._ended_at is None:
+            self._ended_at = now
+        if now - self._ended_at < self.grace_s:
+            return None
+        log.warning(
+            "%d producer(s) ended but %d announced message(s) never arrived after %.0f s: %s",
+            len(stats.ended), missing, self.grace_s, _describe_missing(stats),
+        )
+        return "end_deadline"
+
+
+def _describe_missing(stats: SubscriberStats, limit: int = 5) -> str:
+    tracker = stats.sequence
+    parts = []
+    for pid, topics in stats.ended.items():
+        for topic in topics:
+            ranges = tracker.missing_ranges(pid, topic)
+            if ranges:
+                shown = ", ".join(f"{a}..{b}" for a, b in ranges[:limit])
+                more = f" (+{len(ranges) - limit} ranges)" if len(ranges) > limit else ""
+                parts.append(f"{pid} {topic}: {shown}{more}")
+    return "; ".join(parts)
 
 
 def run_stage(
@@ -251,9 +323,12 @@ def run_stage(
         list(stage.topics), group=group, start=positions if positions else "earliest"
     )
     gaps = GapRecorder()
-    restore_sequences(subscriber.stats.sequence, gaps, sequence_state)
+    stats = subscriber.stats
+    restore_sequences(stats, gaps, sequence_state)
     last_flush = last_message = time.monotonic()
     sink_hop = SinkHop()
+    end_watch = _EndWatch(limits)
+    summary.stopped_by = "signal"
     try:
         while not stop.stop:
             batch = subscriber.poll(limits.batch_size, timeout=0.2)
@@ -266,22 +341,27 @@ def run_stage(
                     if env.offset >= 0:
                         positions[(env.topic, env.partition)] = env.offset + 1
                 summary.received += len(batch)
-            _dead_letter_rejected(subscriber, dead)
+            _dead_letter_rejected(subscriber, dead, positions)
+            _skip_controls(subscriber, positions)
             if now - last_flush >= limits.flush_interval_s:
                 _checkpoint(sink, subscriber, stage, positions, gaps, caps.replayable, summary)
                 sink_hop.flushed()
                 last_flush = now
                 if progress:
                     progress(summary)
-            if limits.max_messages and summary.received >= limits.max_messages:
-                break
-            if limits.duration_s and now - started >= limits.duration_s:
-                break
-            idle = now - last_message
-            if limits.idle_exit_s and summary.received and idle >= limits.idle_exit_s:
+            reason = end_watch.reason(stats, now)
+            if reason is None and limits.max_messages and summary.received >= limits.max_messages:
+                reason = "max_messages"
+            if reason is None and limits.duration_s and now - started >= limits.duration_s:
+                reason = "duration"
+            if reason is None and limits.idle_exit_s and now - last_message >= limits.idle_exit_s:
+                reason = "idle"
+            if reason is not None:
+                summary.stopped_by = reason
                 break
         _append_all(sink, summary, stage.finish())
-        _dead_letter_rejected(subscriber, dead)
+        _dead_letter_rejected(subscriber, dead, positions)
+        _skip_controls(subscriber, positions)
         _checkpoint(sink, subscriber, stage, positions, gaps, caps.replayable, summary)
         sink_hop.flushed()
     finally:
@@ -290,9 +370,17 @@ def run_stage(
         subscriber.close()
         sink.close()
         transport.close()
-    report = subscriber.stats.sequence.report()
+    report = stats.sequence.report()
     summary.lost, summary.duplicates = report.lost, report.duplicates
-    summary.log_resets = subscriber.stats.log_resets
+    summary.sequence_evictions = report.evicted
+    summary.producers_ended, summary.end_missing = len(stats.ended), stats.end_missing()
+    summary.lost_exact = bool(stats.ended) and all(
+        pid in stats.ended for pid, _topic, _highest, _missing in stats.sequence.export_streams()
+    )
+    if report.evicted:
+        log.warning("%s: %d producer stream(s) evicted from the sequence tracker (cap %d)",
+                    stage.name, report.evicted, stats.sequence.max_streams)
+    summary.log_resets = stats.log_resets
     summary.rejected = dict(subscriber.stats.rejected_by_kind)
     summary.dead_letters = dict(dead.counts)
     summary.seconds = time.monotonic() - started
@@ -306,9 +394,29 @@ def _append_all(sink: Hdf5Sink, summary: StageSummary, rows: Mapping[str, Rows])
         summary.rows[table] = summary.rows.get(table, 0) + added
 
 
-def _dead_letter_rejected(subscriber: Subscriber, dead: DeadLetters) -> None:
+def _dead_letter_rejected(
+    subscriber: Subscriber, dead: DeadLetters, positions: dict[tuple[str, int], int]
+) -> None:
+    """Keep what the transport could not decode; on Kafka move past it, so a poison record is
+    dead-lettered once (its letter and the position after it go into the same checkpoint)."""
     for rejected in subscriber.drain_rejected():
         dead.add(rejected.kind, rejected.reason, rejected.raw, source=rejected.topic or None)
+        if rejected.offset >= 0:
+            _advance(positions, rejected.topic, rejected.partition, rejected.offset)
+
+
+def _skip_controls(subscriber: Subscriber, positions: dict[tuple[str, int], int]) -> None:
+    for control in subscriber.drain_controls():
+        if control.offset >= 0:
+            _advance(positions, control.topic, control.partition, control.offset)
+
+
+def _advance(
+    positions: dict[tuple[str, int], int], topic: str, partition: int, offset: int
+) -> None:
+    key = (topic, partition)
+    if positions.get(key, 0) <= offset:
+        positions[key] = offset + 1
 
 
 def _checkpoint(
@@ -320,8 +428,10 @@ def _checkpoint(
     replayable: bool,
     summary: StageSummary,
 ) -> None:
-    new_gaps = [] if replayable else gaps.new_gaps(subscriber.stats.sequence)
-    state = join_state(stage.snapshot(), subscriber.stats.sequence)
+    tracker = subscriber.stats.sequence
+    new_gaps = [] if replayable else gaps.new_gaps(tracker)
+    gaps.prune(tracker)
+    state = join_state(stage.snapshot(), tracker, subscriber.stats.ended)
     if sink.flush(positions=dict(positions), gaps=new_gaps, state=state) is not None:
         summary.flushes += 1
     if replayable and positions:

@@ -6,21 +6,30 @@ significant digits, more than any Binance price or quantity has (at most ~8 deci
 below 1e9), and sums over a day of trades lose ~1e-12 relative, far below a tick. The exact
 strings stay in the raw trades table, which a sink writes from the envelope itself.
 
-The producer already validates frames; we check again because a processor must not trust a
-topic anyone can write to: a ``NaN`` or negative price would silently poison a whole candle.
+The producer already validates frames; we check again, with the same rules
+(``producers.binance.limits``), because a processor must not trust a topic anyone can write to:
+a ``NaN`` or negative price would silently poison a whole candle, and an id of 2**63 would stop
+the processor at its int64 column, on Kafka at every restart. Decimals must be the plain
+strings Binance sends (``float`` alone would take ``"1_000"``, ``" 1 "`` or ``"1e3"``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import orjson
 
 from harness.dead_letters import DeadLetters
+from producers.binance.limits import (
+    INT64_MAX,
+    MAX_TIME_MS,
+    POSITIVE_DECIMAL,
+    SIGNED_DECIMAL,
+    SymbolCheck,
+)
 
-_INF = math.inf
+_SYMBOLS = SymbolCheck()
 
 
 class Trade(NamedTuple):
@@ -76,34 +85,45 @@ def _load(value: bytes) -> dict[str, Any]:
 
 def _decimal(obj: dict[str, Any], name: str, positive: bool) -> float:
     raw = obj[name]
-    if not isinstance(raw, str | int | float) or isinstance(raw, bool):
-        raise DecodeError("bad_type", f"{name} must be a decimal string, got {raw!r}")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise DecodeError("bad_value", f"{name}={raw!r} is not a number") from None
-    low_ok = value > 0.0 if positive else value >= 0.0
-    if not (low_ok and value < _INF):
-        raise DecodeError("bad_value", f"{name}={raw!r} is not a finite, non-negative number")
+    if type(raw) is not str:
+        raise DecodeError("bad_type", f"{name} must be a decimal string, got {_short(raw)}")
+    if not POSITIVE_DECIMAL(raw):
+        raise DecodeError("bad_value", f"{name}={_short(raw)} is not a plain decimal")
+    value = float(raw)
+    if positive and not value > 0.0:
+        raise DecodeError("bad_value", f"{name}={_short(raw)} is not positive")
     return value
 
 
 def _signed(obj: dict[str, Any], name: str) -> float:
     raw = obj[name]
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise DecodeError("bad_value", f"{name}={raw!r} is not a number") from None
-    if not math.isfinite(value):
-        raise DecodeError("bad_value", f"{name}={raw!r} is not finite")
-    return value
+    if type(raw) is not str:
+        raise DecodeError("bad_type", f"{name} must be a decimal string, got {_short(raw)}")
+    if not SIGNED_DECIMAL(raw):
+        raise DecodeError("bad_value", f"{name}={_short(raw)} is not a plain decimal")
+    return float(raw)
 
 
-def _int(obj: dict[str, Any], name: str) -> int:
+def _int(obj: dict[str, Any], name: str, low: int = 0, high: int = INT64_MAX) -> int:
     raw = obj[name]
     if type(raw) is not int:
-        raise DecodeError("bad_type", f"{name} must be an integer, got {raw!r}")
+        raise DecodeError("bad_type", f"{name} must be an integer, got {_short(raw)}")
+    if not low <= raw <= high:
+        raise DecodeError("bad_value", f"{name}={raw} is outside {low}..{high}")
     return raw
+
+
+def _symbol(obj: dict[str, Any]) -> str:
+    symbol = obj["s"]
+    problem = _SYMBOLS.problem(symbol)
+    if problem is not None:
+        raise DecodeError("bad_symbol" if type(symbol) is str else "bad_type", problem)
+    return str(symbol)
+
+
+def _short(raw: object) -> str:
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def decode_trade(value: bytes) -> Trade:
@@ -120,23 +140,29 @@ def decode_trade(value: bytes) -> Trade:
         type(p_raw) is str
         and type(q_raw) is str
         and type(symbol) is str
-        and symbol
+        and symbol in _SYMBOLS.good
         and type(time_ms) is int
+        and 0 <= time_ms <= MAX_TIME_MS
         and type(maker) is bool
+        and POSITIVE_DECIMAL(p_raw)
+        and POSITIVE_DECIMAL(q_raw)
     ):
-        try:
-            price, qty = float(p_raw), float(q_raw)
-        except ValueError:
-            price = qty = -1.0
-        if 0.0 < price < _INF and 0.0 <= qty < _INF:
+        price, qty = float(p_raw), float(q_raw)
+        if price > 0.0 and qty > 0.0:
             event = get("e")
             if event == "trade":
                 tid = get("t")
-                if type(tid) is int:
+                if type(tid) is int and 0 <= tid <= INT64_MAX:
                     return Trade(symbol, time_ms, tid, price, qty, maker, tid, tid)
             elif event == "aggTrade":
                 aid, first, last = get("a"), get("f"), get("l")
-                if type(aid) is int and type(first) is int and type(last) is int:
+                if (
+                    type(aid) is int
+                    and type(first) is int
+                    and type(last) is int
+                    and 0 <= aid <= INT64_MAX
+                    and 0 <= first <= last <= INT64_MAX
+                ):
                     return Trade(symbol, time_ms, aid, price, qty, maker, first, last)
     return _decode_trade_checked(obj)
 
@@ -144,25 +170,24 @@ def decode_trade(value: bytes) -> Trade:
 def _decode_trade_checked(obj: dict[str, Any]) -> Trade:
     try:
         event = obj["e"]
-        symbol = obj["s"]
-        if not isinstance(symbol, str) or not symbol:
-            raise DecodeError("bad_type", f"s must be a non-empty string, got {symbol!r}")
+        symbol = _symbol(obj)
         maker = obj["m"]
         if type(maker) is not bool:
-            raise DecodeError("bad_type", f"m must be a boolean, got {maker!r}")
+            raise DecodeError("bad_type", f"m must be a boolean, got {_short(maker)}")
         price = _decimal(obj, "p", positive=True)
-        qty = _decimal(obj, "q", positive=False)
-        time_ms = _int(obj, "T")
+        qty = _decimal(obj, "q", positive=True)
+        time_ms = _int(obj, "T", high=MAX_TIME_MS)
         if event == "trade":
             tid = _int(obj, "t")
             return Trade(symbol, time_ms, tid, price, qty, maker, tid, tid)
         if event == "aggTrade":
-            return Trade(
-                symbol, time_ms, _int(obj, "a"), price, qty, maker, _int(obj, "f"), _int(obj, "l")
-            )
+            aid, first, last = _int(obj, "a"), _int(obj, "f"), _int(obj, "l")
+            if first > last:
+                raise DecodeError("bad_value", f"aggTrade f={first} is above l={last}")
+            return Trade(symbol, time_ms, aid, price, qty, maker, first, last)
     except KeyError as exc:
         raise DecodeError("missing_field", f"field {exc.args[0]!r} missing") from None
-    raise DecodeError("unknown_event", f"expected trade or aggTrade, got e={event!r}")
+    raise DecodeError("unknown_event", f"expected trade or aggTrade, got e={_short(event)}")
 
 
 _TICKER_FIELDS = ("c", "b", "B", "a", "A", "v", "q", "w", "o", "h", "l", "Q")
@@ -176,22 +201,23 @@ def decode_ticker(value: bytes, fallback_time_ms: int = 0) -> TickerUpdate:
     """
     obj = _load(value)
     try:
-        symbol = obj["s"]
-        if not isinstance(symbol, str) or not symbol:
-            raise DecodeError("bad_type", f"s must be a non-empty string, got {symbol!r}")
+        symbol = _symbol(obj)
         event = obj.get("e", "bookTicker" if "u" in obj else None)
         if event == "24hrTicker":
             values = {name: _decimal(obj, name, positive=False) for name in _TICKER_FIELDS}
             values["p"] = _signed(obj, "p")
             values["P"] = _signed(obj, "P")
             values["n"] = float(_int(obj, "n"))
-            time_ms, update_id = _int(obj, "E"), _int(obj, "L")
+            time_ms, update_id = _int(obj, "E", high=MAX_TIME_MS), _int(obj, "L", low=-1)
         elif event == "bookTicker":
             values = {name: _decimal(obj, name, positive=False) for name in _BOOK_FIELDS}
-            time_ms = _int(obj, "E") if obj.get("E") is not None else fallback_time_ms
+            has_time = obj.get("E") is not None
+            time_ms = _int(obj, "E", high=MAX_TIME_MS) if has_time else fallback_time_ms
             update_id = _int(obj, "u")
         else:
-            raise DecodeError("unknown_event", f"expected 24hrTicker or bookTicker, got {event!r}")
+            raise DecodeError(
+                "unknown_event", f"expected 24hrTicker or bookTicker, got {_short(event)}"
+            )
     except KeyError as exc:
         raise DecodeError("missing_field", f"field {exc.args[0]!r} missing") from None
     bid, ask = values["b"], values["a"]

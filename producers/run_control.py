@@ -15,7 +15,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TextIO, TypeVar
 
+from transports.base import Publisher, PublishInterrupted, TransportError
+
 T = TypeVar("T")
+#: How long a producer that stops cleanly may take to announce the end of its streams (a PUSH
+#: socket whose receiver is gone would otherwise hold it for ever).
+END_ANNOUNCE_S = 10.0
 
 
 class StopAfter:
@@ -82,6 +87,38 @@ def stop_on_signals(stop: StopAfter) -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)
+
+
+@contextlib.contextmanager
+def publishing(publisher: Publisher, stop: StopAfter, label: str) -> Iterator[None]:
+    """Context for a producer's publishing loop, the one stop mechanism both producers share.
+
+    SIGTERM and SIGINT stop it gracefully (``stop_on_signals``); a publish blocked on a receiver
+    that takes nothing gives up once ``stop`` is reached (its duration, a signal); and a loop
+    that ends without an error announces the end of every stream it used, so receivers count a
+    lost tail exactly. The caller closes the publisher afterwards.
+    """
+    publisher.interrupt = lambda: stop.reached(0)
+    with stop_on_signals(stop):
+        try:
+            yield
+        except PublishInterrupted as exc:
+            print(f"{label}: {exc}", file=sys.stderr, flush=True)
+        stop.event.set()
+        announce_end(publisher, label)
+
+
+def announce_end(publisher: Publisher, label: str, timeout: float = END_ANNOUNCE_S) -> bool:
+    """``publisher.end_streams`` within ``timeout``; a failure is reported, never raised."""
+    deadline = time.monotonic() + timeout
+    publisher.interrupt = lambda: time.monotonic() > deadline
+    try:
+        publisher.end_streams(timeout)
+    except TransportError as exc:
+        print(f"{label}: end of streams not announced ({exc}); receivers cannot count a lost "
+              "tail", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def paced(items: Iterable[T], rate: float, stop: StopAfter | None = None) -> Iterator[T]:

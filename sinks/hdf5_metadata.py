@@ -22,6 +22,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from transports.url import redact_argv
+
 GIT_TIMEOUT_S = 2.0
 
 
@@ -73,7 +75,7 @@ def run_attributes(run_metadata: Mapping[str, Any]) -> dict[str, Any]:
         "git_revision": git_revision(),
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "argv": sys.argv,
+        "argv": redact_argv(sys.argv),
         "start_time_ns": time.time_ns(),
         "start_time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

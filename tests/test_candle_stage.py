@@ -98,7 +98,7 @@ def test_trade_rows_match_the_row_by_row_layout() -> None:
     expected = np.array(
         [(t.symbol.encode(), t.time_ms, t.trade_id, t.price, t.qty, t.buyer_is_maker,
           e.event_time_ns, e.publish_time_ns, e.receive_time_ns, e.producer_id.encode(), e.seq,
-          e.partition, e.offset) for t, e in zip(trades, envs, strict=True)],
+          e.partition, e.offset, False, True) for t, e in zip(trades, envs, strict=True)],
         dtype=TRADES_DTYPE,
     )  # fmt: skip
     np.testing.assert_array_equal(rows, expected)
@@ -145,3 +145,59 @@ def test_a_trade_far_in_the_future_is_dead_lettered_not_folded() -> None:
     assert dead.counts == {"future_time": 1}
     assert "late_trades" not in out
     assert len(out["trades"]) == 2
+
+
+def _fill(tid: int, t_ms: int, qty: str = "0.02", price: str = "100.0") -> Envelope:
+    value = orjson.dumps({"e": "trade", "E": t_ms, "s": "BTCUSDT", "t": tid, "p": price,
+                          "q": qty, "T": t_ms, "m": False, "M": True})  # fmt: skip
+    return Envelope("binance.trade", value)
+
+
+def _agg(aid: int, first: int, last: int, t_ms: int, qty: str, price: str = "100.0") -> Envelope:
+    value = orjson.dumps({"e": "aggTrade", "E": t_ms, "s": "BTCUSDT", "a": aid, "p": price,
+                          "q": qty, "f": first, "l": last, "T": t_ms, "m": False, "M": True})
+    return Envelope("binance.aggTrade", value)
+
+
+def _closed_candle(batches: list[list[Envelope]]) -> dict:
+    stage = CandleStage(DeadLetters("x"), ("1s",), 0)
+    for batch in batches:
+        stage.process(batch)
+    (row,) = stage.finish()["candles_1s"]
+    return row
+
+
+FILLS = [_fill(100, T0), _fill(101, T0), _fill(102, T0 + 1), _fill(103, T0 + 2, "0.5")]
+AGGS = [_agg(50, 100, 101, T0, "0.04"), _agg(51, 102, 102, T0 + 1, "0.02"),
+        _agg(52, 103, 103, T0 + 2, "0.5")]
+
+
+@pytest.mark.parametrize(
+    "batches",
+    [
+        [FILLS + AGGS],  # both streams on (the producer's default), trades first
+        [AGGS + FILLS],  # aggTrades first in one batch
+        [AGGS[:2], FILLS[:3], [FILLS[3], AGGS[2]]],  # the trade stream takes over mid-way
+        [AGGS[:1], FILLS[2:], AGGS[1:], FILLS[:2]],  # late trades of fills already folded
+        [FILLS],  # trade stream alone
+        [AGGS],  # aggTrade stream alone: its fills are counted from f..l
+    ],
+)
+def test_each_fill_counts_once_whatever_streams_carry_it(batches: list[list[Envelope]]) -> None:
+    """Issue 18 item 11: with trade and aggTrade both on, one fill of q=0.02 made a candle with
+    volume 0.04 and 2 trades. Candles come from one stream, switched exactly by trade id."""
+    row = _closed_candle(batches)
+    assert row["volume"] == pytest.approx(0.56)
+    assert row["trade_count"] == 4
+    assert (row["first_trade_id"], row["last_trade_id"]) == (100, 103)
+    assert row["close"] == 100.0
+
+
+def test_the_trades_table_says_which_rows_made_the_candles() -> None:
+    stage = CandleStage(DeadLetters("x"), ("1s",), 0)
+    rows = stage.process(FILLS + AGGS)["trades"]
+    assert list(rows["aggregate"]) == [False] * 4 + [True] * 3
+    assert list(rows["in_candles"]) == [True] * 4 + [False] * 3
+    restored = CandleStage(DeadLetters("x"), ("1s",), 0)
+    restored.restore(stage.snapshot())
+    assert not any(restored.process([_agg(53, 104, 104, T0 + 3, "1")])["trades"]["in_candles"])

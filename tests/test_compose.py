@@ -298,11 +298,12 @@ def run_project(key: str, out: Path, bootstrap: str | None) -> dict[str, Any]:
     paths = {"/output": out, "/recordings": out / "recordings", "/results": out}
     processors = [n for n in APP_SERVICES if n.endswith("processor")]
     producers = [n for n in APP_SERVICES if n.endswith("producer")]
-    # Stop a few seconds after the producers' last message (at most after 30 s). The idle
-    # clock also runs during a Kafka group join (~3 s on Tansu), hence the longer one there.
+    # Stop when the producer's end announcement says everything arrived (at most after 30 s);
+    # the idle exit is only the safety net (it also runs before the first message).
     for name in processors:
-        proj.services[name].setdefault("environment", {})["HARNESS_IDLE_EXIT"] = \
-            "8" if bootstrap else "3"
+        env = proj.services[name].setdefault("environment", {})
+        env.update(HARNESS_END_AFTER_PRODUCERS="1", HARNESS_END_GRACE="10",
+                   HARNESS_IDLE_EXIT="25")
     codes = run_locally(proj, [(processors, 30.0), (producers, 6.0)], endpoints, paths, out,
                         settle_s=3.0 if bootstrap else 0.5)
     logs = {n: (out / f"{n}.log").read_text(errors="replace") for n in codes}

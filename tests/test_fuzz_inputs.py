@@ -15,11 +15,12 @@ not JSON / truncated JSON          malformed_json              malformed_json
 invalid UTF-8 bytes                invalid_utf8                malformed_json
 JSON that is not an object         bad_type / bad_body         bad_type
 missing required field             missing_field              missing_field
-field of the wrong JSON type       bad_type / wrong_type       bad_type (numbers for p/q are
-                                                               accepted: float(p) is exact)
-price/qty "NaN", "inf", "1e5",     bad_value (plain decimals   bad_value (NaN/inf/negative;
-"-1", "0x10", "" (strings)         only)                       price must be > 0)
-price "0" / qty "0"                accepted                    price: bad_value; qty: accepted
+field of the wrong JSON type       bad_type / wrong_type       bad_type
+price/qty "NaN", "inf", "1e5",     bad_value (plain decimals   bad_value (the same plain
+"-1", "1_000", " 1 ", "" (strings) only)                       decimals; 1..18 integer digits)
+price "0" / qty "0"                accepted                    bad_value (trades: > 0)
+id >= 2**63 or < 0                 bad_value                   bad_value
+symbol with NUL, blank, > 24 bytes bad_value                   bad_symbol
 timestamp E far future/past        stale_timestamp (|E-recv|   accepted (the producer is the
                                    > max_skew_ms, 1 h)         guard; see note below)
 trade time T > 40 days from E      bad_value                   accepted
@@ -89,7 +90,9 @@ BINANCE_KINDS = {
     "stale_timestamp",
     "stream_mismatch",
 }
-DECODE_KINDS = {"malformed_json", "bad_type", "bad_value", "missing_field", "unknown_event"}
+DECODE_KINDS = {
+    "malformed_json", "bad_type", "bad_value", "missing_field", "unknown_event", "bad_symbol"
+}
 TWEET_DECODE_KINDS = DECODE_KINDS | {"bad_id", "bad_created_at"}
 TWEET_KINDS = {
     "invalid_utf8",
@@ -287,16 +290,25 @@ def _frame_bytes(data: dict[str, Any], stream: str = "btcusdt@trade") -> bytes:
         (_trade(p="-1.5"), "bad_value", "bad_value"),
         (_trade(q="-0.001"), "bad_value", "bad_value"),
         (_trade(q="NaN"), "bad_value", "bad_value"),
-        (_trade(p="1e5"), "bad_value", "accepted"),  # float("1e5") is a fine number
+        (_trade(p="1e5"), "bad_value", "bad_value"),  # Binance sends plain decimals only
+        (_trade(p="1_000"), "bad_value", "bad_value"),  # float() would read 1000.0
+        (_trade(p=" 1 "), "bad_value", "bad_value"),  # float() would read 1.0
+        (_trade(p="١٢"), "bad_value", "bad_value"),  # Arabic-Indic digits: float() reads 12.0
+        (_trade(p="1" * 19), "bad_value", "bad_value"),  # more integer digits than any price
         (_trade(p="0"), "accepted", "bad_value"),  # a zero price never makes a candle
-        (_trade(q="0"), "accepted", "accepted"),
-        (_trade(p=61000.5), "bad_type", "accepted"),  # JSON number: exact enough for float64
+        (_trade(q="0"), "accepted", "bad_value"),  # nor does a zero quantity
+        (_trade(p=61000.5), "bad_type", "bad_type"),  # Binance sends strings
         (_trade(p=math.nan), "malformed_json", "malformed_json"),  # stdlib writes bare NaN
         (_trade(E=START_MS + 7_200_000), "stale_timestamp", "accepted"),  # 2 h in the future
         (_trade(E=START_MS - 7_200_000), "stale_timestamp", "accepted"),  # 2 h in the past
-        (_trade(E=2**63 - 1), "stale_timestamp", "accepted"),
+        (_trade(E=2**63 - 1), "bad_value", "accepted"),  # E*1e6 would not fit int64 ns
         (_trade(T=START_MS + 50 * 86_400_000), "bad_value", "accepted"),
-        (_trade(T=-5), "bad_value", "accepted"),
+        (_trade(T=-5), "bad_value", "bad_value"),
+        (_trade(t=2**63), "bad_value", "bad_value"),  # an int64 column cannot hold it
+        (_trade(t=-(2**63)), "bad_value", "bad_value"),
+        (_trade(s="BTCUSDT\x00X"), "bad_value", "bad_symbol"),
+        (_trade(s="B" * 25), "bad_value", "bad_symbol"),  # would be cut to 24 bytes
+        (_trade(s="币安人生USDT"), "stream_mismatch", "accepted"),  # a real Binance symbol
         (_trade(t="12"), "bad_type", "bad_type"),
         (_trade(m="true"), "bad_type", "bad_type"),
         (_trade(extra_field=[1, 2]), "accepted", "accepted"),

@@ -395,3 +395,38 @@ def test_curve_subscriber_accepts_only_authenticated_publishers(
         sub.close()
         for t in (stranger_t, client_t, server):
             t.close()
+
+
+def test_secrets_in_the_command_line_never_reach_the_hdf5_file(tmp_path: Path) -> None:
+    """Issue 18 item 2: the ``argv`` attribute kept ``curve_server_secret=`` (and would keep
+    ``sasl_password=`` or ``--bearer-token``) unredacted, beside the redacted ``settings``."""
+    import urllib.parse
+
+    import h5py
+
+    public, secret = zmq.curve_keypair()
+    quoted = urllib.parse.quote(secret.decode(), safe="")
+    url = (f"zmq+tcp://127.0.0.1:{free_tcp_port()}?bind=subscriber"
+           f"&curve_server_secret={quoted}&curve_server_public="
+           f"{urllib.parse.quote(public.decode(), safe='')}&curve_allowed_clients=*")
+    output = tmp_path / "market.h5"
+    result = run_cli(["process", "candles", "--transport", url, "--output", str(output),
+                      "--duration", "1", "--quiet"], {})
+    assert result.returncode == 0, result.stderr[-2000:]
+    with h5py.File(output, "r") as f:
+        stored = " ".join(str(v) for v in f.attrs.values())
+    assert "--transport" in stored  # the argv attribute is there
+    assert "curve_server_secret=***" in stored
+    for leaked in (secret.decode(), quoted):
+        assert leaked not in stored and leaked not in result.stdout + result.stderr
+
+
+def test_redact_argv_hides_every_secret_form() -> None:
+    from transports.url import redact_argv
+
+    argv = ["harness", "produce", "twitter", "--bearer-token", "AAA-tok", "--x-password=pw1",
+            "--transport", "kafka://u:pw2@h:9092?sasl_password=pw3&acks=all"]
+    shown = " ".join(redact_argv(argv))
+    for secret in ("AAA-tok", "pw1", "pw2", "pw3"):
+        assert secret not in shown
+    assert "acks=all" in shown and "--bearer-token ***" in shown

@@ -106,3 +106,28 @@ def test_random_streams_match_a_set_based_reference() -> None:
         assert report.lost == len(set(range(highest + 1)) - seen)
         assert tracker.missing("p", "t") == sorted(set(range(highest + 1)) - seen)
         assert (report.duplicates, report.reordered) == (dups, reorders)
+
+
+def test_a_flood_of_producer_ids_is_bounded_counted_and_keeps_the_real_stream() -> None:
+    """Issue 18 item 10: 100 k distinct producer ids made processing ~10x slower and the file
+    ~10x larger (every stream is checkpointed every flush). Past the cap the least recently
+    seen streams go; their missing numbers stay counted, the evictions are reported, and a
+    stream in steady use survives the flood."""
+    from processors.stage_runner import join_state
+    from transports.base import Envelope
+
+    tracker = SequenceTracker(max_streams=1000)
+    real = 0
+    for i in range(100_000):
+        tracker.observe_many([Envelope("binance.trade", b"", producer_id=f"h{i}", seq=5)])
+        if i % 50 == 0:  # the honest producer keeps sending in between
+            tracker.observe("honest", "binance.trade", real)
+            real += 1
+    report = tracker.report()
+    assert report.streams <= 1000
+    assert report.evicted == 100_001 - report.streams
+    assert report.lost == 5 * 100_000  # every hostile stream claimed 0..4 were lost
+    assert tracker.has_stream("honest", "binance.trade")
+    assert tracker.missing_count("honest", "binance.trade") == 0
+    state = join_state(b"{}", tracker, {})
+    assert len(state) < 200_000  # one checkpoint: bounded by the cap, not by the flood

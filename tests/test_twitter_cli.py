@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from emulators.twitter import TwitterEmulator
 from transports import open_transport
@@ -102,8 +103,11 @@ def test_missing_token_is_one_line(tmp_path: Path) -> None:
         "harness produce: error: TWITTER_BEARER_TOKEN is not set (needed for --source live)")
 
 
-def test_wrong_token_is_one_line_without_the_token(tmp_path: Path) -> None:
-    with TwitterEmulator(bearer_token=TOKEN) as emu:
+@pytest.mark.parametrize("echo", [False, True])
+def test_wrong_token_is_one_line_without_the_token(tmp_path: Path, echo: bool) -> None:
+    """Issue 18 item 2: a 401 reply that quotes the refused token must not put it in the
+    error line."""
+    with TwitterEmulator(bearer_token=TOKEN, echo_token_on_401=echo) as emu:
         result, _ = produce(["--source", "live", "--api-url", emu.url,
                              "--output-dir", str(tmp_path)],
                             {"TWITTER_BEARER_TOKEN": "wrong-" + TOKEN})
@@ -111,6 +115,8 @@ def test_wrong_token_is_one_line_without_the_token(tmp_path: Path) -> None:
     last = result.stderr.splitlines()[-1]
     assert "401 Unauthorized" in last and "Traceback" not in result.stderr
     assert TOKEN not in result.stderr + result.stdout
+    if echo:
+        assert "Invalid credentials: Bearer ***" in last
 
 
 def test_unreadable_recording_is_one_line(tmp_path: Path) -> None:

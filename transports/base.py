@@ -9,11 +9,12 @@ so a processor's per-message cost is not dominated by the abstraction. Generic c
 from __future__ import annotations
 
 import abc
+import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -25,6 +26,8 @@ Positions = Mapping[tuple[str, int], int]
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 CLOSE_TIMEOUT_S = 5.0
+#: The header of an end-of-stream announcement (see ``Publisher.end_streams``).
+END_HEADER = "x-harness-end"
 
 
 class TransportError(Exception):
@@ -45,6 +48,13 @@ class MessageTooLargeError(TransportError):
 
 class TransportClosedError(TransportError):
     """An operation on a publisher/subscriber after ``close()``."""
+
+
+class PublishInterrupted(TransportError):
+    """``publish`` waited on a receiver that never took the message and was told to stop.
+
+    The message was not sent and its sequence number was not used.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +109,17 @@ class SubscriberStats:
     #: Partitions re-read from their start because their log ended before the position
     #: (a broker that lost its log; replayable transports only).
     log_resets: int = 0
+    #: Producers that announced their end: producer id -> topic -> messages published there.
+    ended: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def end_missing(self) -> int:
+        """Numbers announced by ended producers and not received (0: those streams are whole)."""
+        tracker = self.sequence
+        return sum(
+            tracker.missing_count(pid, topic)
+            for pid, topics in self.ended.items()
+            for topic in topics
+        )
 
     @property
     def rejected(self) -> int:
@@ -135,6 +156,9 @@ class Publisher(abc.ABC):
         self._next_seq: dict[str, int] = {}
         self._closed = False
         self.published = 0
+        #: Asked while ``publish`` waits on a receiver that does not take messages (a PUSH
+        #: socket with no peer): True makes it give up with ``PublishInterrupted``.
+        self.interrupt: Callable[[], bool] | None = None
 
     def publish(
         self,
@@ -159,7 +183,11 @@ class Publisher(abc.ABC):
             )
         seq = self._next_seq.get(topic, 0)
         self._next_seq[topic] = seq + 1
-        self._send(topic, value, key, headers, seq, event_time_ns, time.time_ns())
+        try:
+            self._send(topic, value, key, headers, seq, event_time_ns, time.time_ns())
+        except PublishInterrupted:
+            self._next_seq[topic] = seq  # not sent: the number is free again
+            raise
         self.published += 1
         return seq
 
@@ -167,6 +195,27 @@ class Publisher(abc.ABC):
     def published_by_topic(self) -> dict[str, int]:
         """Messages handed to the transport per topic (= next sequence number per topic)."""
         return dict(self._next_seq)
+
+    def end_streams(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Announce a clean end on every topic this publisher used (before ``close``).
+
+        The announcement is a control envelope: sequence number -1, an empty value and the
+        ``END_HEADER`` header holding ``{"published": {topic: count}}`` as JSON. Receivers take
+        it out of the data (``Subscriber`` hands it to no stage and writes no row for it) and
+        count the tail: numbers up to ``count - 1`` that never arrived are lost, even when they
+        were the last ones. Kafka backends send it to every partition of each topic, because a
+        receiver may read only some of them.
+        """
+        used = {topic: count for topic, count in self._next_seq.items() if count}
+        if self._closed or not used:
+            return
+        body = json.dumps({"published": used}, sort_keys=True).encode()
+        for topic in used:
+            self._send_end(topic, ((END_HEADER, body),))
+        self.flush(timeout)
+
+    def _send_end(self, topic: str, headers: Headers) -> None:
+        self._send(topic, b"", None, headers, -1, 0, time.time_ns())
 
     @abc.abstractmethod
     def _send(
@@ -207,6 +256,7 @@ class Subscriber(abc.ABC):
     def __init__(self) -> None:
         self.stats = SubscriberStats()
         self._rejected: list[RejectedMessage] = []
+        self._controls: list[Envelope] = []
         self._closed = False
 
     @abc.abstractmethod
@@ -230,13 +280,76 @@ class Subscriber(abc.ABC):
         kinds[rejected.kind] = kinds.get(rejected.kind, 0) + 1
         self._rejected.append(rejected)
 
+    def drain_controls(self) -> list[Envelope]:
+        """Take the end-of-stream announcements received (a replayable transport's caller
+        advances its positions past them; they are never data)."""
+        out, self._controls = self._controls, []
+        return out
+
     def _accept(self, batch: list[Envelope]) -> list[Envelope]:
-        """Account a decoded batch: counters and sequence tracking in one pass."""
+        """Account a decoded batch: counters and sequence tracking in one pass.
+
+        Envelopes with a negative sequence number are taken out (the tracker counts them, so
+        a batch without any costs one comparison): an end-of-stream announcement is applied,
+        anything else is an invalid envelope and rejected as ``bad_seq``.
+        """
         stats = self.stats
-        stats.sequence.observe_many(batch)
+        tracker = stats.sequence
+        unsequenced = tracker.unsequenced
+        tracker.observe_many(batch)
+        if tracker.unsequenced != unsequenced:
+            batch = self._take_unsequenced(batch)
         stats.received += len(batch)
         stats.received_bytes += sum(map(len, map(_value, batch)))
         return batch
+
+    def _take_unsequenced(self, batch: list[Envelope]) -> list[Envelope]:
+        data: list[Envelope] = []
+        for env in batch:
+            if env.seq >= 0:
+                data.append(env)
+                continue
+            body = env.header(END_HEADER)
+            problem = "no end-of-stream header" if body is None else self._apply_end(env, body)
+            if problem is None:
+                self._controls.append(env)
+            else:
+                self._reject(RejectedMessage(
+                    "bad_seq" if body is None else "bad_end",
+                    f"envelope from {env.producer_id[:64]!r} on {env.topic!r} with sequence "
+                    f"number {env.seq}: {problem}",
+                    env.value, env.topic, env.partition, env.offset, env.receive_time_ns,
+                ))
+        return data
+
+    def _apply_end(self, env: Envelope, body: bytes) -> str | None:
+        """Count the tail of the streams an end announcement closes; a reason if malformed."""
+        try:
+            published = json.loads(body)["published"]
+        except (ValueError, TypeError, KeyError):
+            return "end-of-stream header is not {'published': {topic: count}}"
+        if not isinstance(published, dict) or not all(
+            isinstance(n, int) and 0 <= n < 2**63 for n in published.values()
+        ):
+            return "end-of-stream counts are not integers in 0..2**63-1"
+        tracker = self.stats.sequence
+        pid = env.producer_id
+        closed = {
+            topic: total for topic, total in published.items()
+            if total and (topic == env.topic or tracker.has_stream(pid, topic))
+        }
+        if not closed:
+            return None  # announces nothing this receiver could count: no end of anything
+        ended = self.stats.ended
+        if pid not in ended and len(ended) >= tracker.max_streams:
+            # bounded like the tracker: forget producers whose streams it no longer holds
+            self.stats.ended = ended = {
+                p: t for p, t in ended.items() if any(tracker.has_stream(p, x) for x in t)
+            }
+        for topic, total in closed.items():
+            tracker.expect_total(pid, topic, total)
+            ended.setdefault(pid, {})[topic] = total
+        return None
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Release resources within ``timeout``; safe to call twice."""

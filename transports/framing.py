@@ -34,7 +34,7 @@ import struct
 from dataclasses import fields
 from typing import Any
 
-from transports.base import Envelope, Headers
+from transports.base import Envelope, Headers, TransportError
 
 MAGIC = b"DH"
 VERSION = 1
@@ -425,19 +425,24 @@ def decode_meta(raw: bytes) -> tuple[str, int, int, int]:
     return pid, seq, event_ns, publish_ns
 
 
+class CodecSettingError(TransportError, ImportError):
+    """``HARNESS_CODEC`` asks for a codec that cannot be had: one line for the CLI (a
+    ``TransportError``), and still an ``ImportError`` for code importing this module."""
+
+
 def _select_codec() -> tuple[str, Any, Any, Any, Any]:
     """(name, encode_frame, decode_frame, decode_into, receive_into): the compiled codec unless
     it is missing or ``HARNESS_CODEC=python``; ``HARNESS_CODEC=c`` makes a missing one an error.
     ``receive_into`` (a ZeroMQ receive loop decoding as it goes) exists in C only: None here."""
-    wanted = os.environ.get("HARNESS_CODEC", "auto").lower()
+    wanted = os.environ.get("HARNESS_CODEC", "auto").lower() or "auto"
     if wanted not in ("auto", "c", "python"):
-        raise ImportError(f"HARNESS_CODEC={wanted!r}: expected auto, c or python")
+        raise CodecSettingError(f"HARNESS_CODEC={wanted!r}: expected auto, c or python")
     if wanted != "python":
         try:
             from transports import _framing_c
         except ImportError as exc:
             if wanted == "c":
-                raise ImportError(
+                raise CodecSettingError(
                     f"HARNESS_CODEC=c but the compiled codec is missing: {exc}"
                 ) from exc
             logging.getLogger("transports.framing").info(

@@ -423,6 +423,18 @@ class KafkaPublisher(Publisher):
             raise self._t.error(f"publish to {topic!r}", exc) from None
         future.add_errback(self._on_error)
 
+    def _send_end(self, topic: str, headers: tuple[tuple[str, bytes], ...]) -> None:
+        """The end announcement goes to every partition: a reader may own only some."""
+        meta = (META_HEADER, encode_meta(self.producer_id, -1, 0, time.time_ns()))
+        try:
+            for partition in sorted(self._producer.partitions_for(topic) or ()):
+                future = self._producer.send(
+                    topic, value=b"", headers=[meta, *headers], partition=partition
+                )
+                future.add_errback(self._on_error)
+        except KafkaError as exc:
+            raise self._t.error(f"end of stream on {topic!r}", exc) from None
+
     def _raise_failures(self) -> None:
         if self._errors:
             first, self._errors = self._errors[0], []

@@ -217,6 +217,19 @@ class ConfluentPublisher(Publisher):
             raise self._t.error(f"publish to {topic!r}", exc) from None
         producer.poll(0)
 
+    def _send_end(self, topic: str, headers: tuple[tuple[str, bytes], ...]) -> None:
+        """The end announcement goes to every partition: a reader may own only some."""
+        meta = (META_HEADER, encode_meta(self.producer_id, -1, 0, time.time_ns()))
+        try:
+            metadata = self._producer.list_topics(topic, timeout=CONNECT_TIMEOUT_S)
+            for partition in sorted(metadata.topics[topic].partitions):
+                self._producer.produce(
+                    topic, b"", None, partition=partition, headers=[meta, *headers]
+                )
+        except (KafkaException, KeyError) as exc:
+            raise self._t.error(f"end of stream on {topic!r}", exc) from None
+        self._producer.poll(0)
+
     def _raise_failures(self) -> None:
         if self._errors:
             first, self._errors = self._errors[0], []

@@ -76,6 +76,9 @@ class Gaps:
 
 
 _MAX = 2**63
+#: Streams (producer id, topic) a tracker keeps; a run has a handful per producer, and a
+#: producer restart adds a new id, so this is ample for any honest deployment.
+DEFAULT_MAX_STREAMS = 4096
 
 
 def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -103,6 +106,9 @@ class _Stream:
     received: int = 0
     duplicates: int = 0
     reordered: int = 0
+    #: Seen again since it was created or the eviction scan last passed (second-chance LRU,
+    #: see ``SequenceTracker``): a stream seen once, as a flood of invented ids is, goes first.
+    used: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,7 @@ class SequenceReport:
     reordered: int
     streams: int
     unsequenced: int
+    evicted: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -122,6 +129,7 @@ class SequenceReport:
             "reordered": self.reordered,
             "streams": self.streams,
             "unsequenced": self.unsequenced,
+            "evicted": self.evicted,
         }
 
 
@@ -131,13 +139,43 @@ class SequenceTracker:
     Before the end of a run a gap may still be a reorder in flight; ``report()`` counts it as
     lost until the missing number arrives. Missing numbers are kept as ranges (``Gaps``), so
     memory grows with the number of *outstanding* gaps, not with traffic or gap sizes.
+
+    At most ``max_streams`` streams are kept: a sender inventing producer ids (each one a
+    stream, checkpointed every flush) would otherwise make every checkpoint and gap scan
+    larger without bound. Past the cap the least recently seen stream is dropped (a
+    second-chance scan, so the hot path only sets a flag; a stream seen only once goes before
+    any stream in use); its missing numbers stay counted in
+    ``lost``, and ``evictions`` counts the streams dropped. A dropped stream that comes back
+    starts over: numbers below its return count as a new gap.
     """
 
-    __slots__ = ("_streams", "unsequenced")
+    __slots__ = ("_streams", "evicted_lost", "evictions", "max_streams", "unsequenced")
 
-    def __init__(self) -> None:
+    def __init__(self, max_streams: int = DEFAULT_MAX_STREAMS) -> None:
         self._streams: dict[tuple[str, str], _Stream] = {}
         self.unsequenced = 0
+        self.max_streams = max_streams
+        self.evictions = 0
+        self.evicted_lost = 0
+
+    def _new_stream(self, key: tuple[str, str]) -> _Stream:
+        streams = self._streams
+        if len(streams) >= self.max_streams:
+            self._evict()
+        stream = streams[key] = _Stream()
+        return stream
+
+    def _evict(self) -> None:
+        streams = self._streams
+        while True:
+            key = next(iter(streams))
+            stream = streams.pop(key)
+            if not stream.used:
+                self.evictions += 1
+                self.evicted_lost += stream.missing.count
+                return
+            stream.used = False
+            streams[key] = stream  # second chance: to the back of the queue
 
     def observe(self, producer_id: str, topic: str, seq: int) -> None:
         if seq < 0:
@@ -145,7 +183,9 @@ class SequenceTracker:
             return
         stream = self._streams.get((producer_id, topic))
         if stream is None:
-            stream = self._streams[(producer_id, topic)] = _Stream()
+            stream = self._new_stream((producer_id, topic))
+        else:
+            stream.used = True
         stream.received += 1
         highest = stream.highest
         if seq == highest + 1:
@@ -193,10 +233,18 @@ class SequenceTracker:
         """Declare how many messages a producer sent, so a lost *tail* counts as lost too."""
         stream = self._streams.get((producer_id, topic))
         if stream is None:
-            stream = self._streams[(producer_id, topic)] = _Stream()
+            stream = self._new_stream((producer_id, topic))
         if total - 1 > stream.highest:
             stream.missing.add(stream.highest + 1, total - 1)
             stream.highest = total - 1
+
+    def has_stream(self, producer_id: str, topic: str) -> bool:
+        return (producer_id, topic) in self._streams
+
+    def missing_count(self, producer_id: str, topic: str) -> int:
+        """How many numbers of one stream are missing (0 for a stream not held)."""
+        stream = self._streams.get((producer_id, topic))
+        return stream.missing.count if stream else 0
 
     def missing(self, producer_id: str, topic: str) -> list[int]:
         """Every missing number of one stream (expanded: for small gaps, e.g. in tests)."""
@@ -220,17 +268,19 @@ class SequenceTracker:
         self, producer_id: str, topic: str, highest: int, missing: Iterable[tuple[int, int]]
     ) -> None:
         """Continue a stream from a checkpoint, so a restarted receiver counts only new gaps."""
-        stream = self._streams[(producer_id, topic)] = _Stream()
+        stream = self._streams.get((producer_id, topic)) or self._new_stream((producer_id, topic))
         stream.highest = highest
         stream.missing = Gaps(missing)
 
     def merge(self, other: SequenceTracker) -> None:
         """Combine load-balanced subscribers' views: a gap in one may be filled by another."""
         self.unsequenced += other.unsequenced
+        self.evictions += other.evictions
+        self.evicted_lost += other.evicted_lost
         for (pid, topic), theirs in other._streams.items():
             mine = self._streams.get((pid, topic))
             if mine is None:
-                mine = self._streams[(pid, topic)] = _Stream()
+                mine = self._new_stream((pid, topic))
             top = max(mine.highest, theirs.highest)
             # Not seen by one view = its gaps plus everything above its highest, up to ``top``
             # (an empty (top + 1, top) for the view that saw ``top``: size 0).
@@ -250,9 +300,10 @@ class SequenceTracker:
         streams = self._streams.values()
         return SequenceReport(
             received=sum(s.received for s in streams),
-            lost=sum(s.missing.count for s in streams),
+            lost=sum(s.missing.count for s in streams) + self.evicted_lost,
             duplicates=sum(s.duplicates for s in streams),
             reordered=sum(s.reordered for s in streams),
             streams=len(self._streams),
             unsequenced=self.unsequenced,
+            evicted=self.evictions,
         )

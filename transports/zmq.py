@@ -67,6 +67,7 @@ from transports.base import (
     Headers,
     Positions,
     Publisher,
+    PublishInterrupted,
     RejectedMessage,
     Subscriber,
     Transport,
@@ -89,6 +90,8 @@ from transports.zmq_curve import load_curve_config as _load_curve_config
 log = logging.getLogger("transports.zmq")
 
 DEFAULT_HWM = 100_000
+#: How long one blocked send waits before asking the publisher's ``interrupt`` again.
+SEND_SLICE_MS = 200
 #: A batch frame is sent once it holds this many bytes, whatever ``batch`` says, so frames stay
 #: bounded when values are large (a batch ends at most one envelope past it).
 BATCH_FRAME_BYTES = 256 * 1024
@@ -431,6 +434,12 @@ class ZmqPublisher(Publisher):
             )
         #: Not closed: ``publish`` may take its flattened path.
         self._open = True
+        #: ``send_timeout_ms=-1`` (back-pressure): a blocked send waits in slices of
+        #: ``SEND_SLICE_MS``, asking ``interrupt`` between them, so a producer whose PUSH socket
+        #: has no peer still stops at its duration or on a signal.
+        self._wait_forever = transport.options["send_timeout_ms"] < 0
+        if self._wait_forever:
+            sock.sndtimeo = SEND_SLICE_MS
 
     def publish(
         self,
@@ -457,7 +466,11 @@ class ZmqPublisher(Publisher):
                 try:
                     self._send_frame(frame)
                 except zmq.ZMQError as exc:
-                    raise self._send_error(topic, exc) from None
+                    try:
+                        self._send_blocked(topic, frame, exc)
+                    except PublishInterrupted:
+                        next_seq[topic] = seq
+                        raise
             else:
                 batcher.add(topic, value, key, headers, seq, event_time_ns, time.time_ns())
             self.published += 1
@@ -502,7 +515,33 @@ class ZmqPublisher(Publisher):
         try:
             self._send_frame(frame)
         except zmq.ZMQError as exc:
-            raise self._send_error(topic, exc) from None
+            self._send_blocked(topic, frame, exc)
+
+    def _send_blocked(self, topic: str, frame: bytes, exc: zmq.ZMQError) -> None:
+        """A send that did not go out within its slice: wait on (back-pressure) unless a
+        ``send_timeout_ms`` was set or ``interrupt`` says stop."""
+        while self._wait_forever and isinstance(exc, zmq.Again):
+            interrupt = self.interrupt
+            if interrupt is not None and interrupt():
+                raise PublishInterrupted(
+                    f"publish on {topic!r} given up on stop: no receiver took it "
+                    "(a PUSH socket without a peer, or a full high-water mark)"
+                )
+            try:
+                self._send_frame(frame)
+                return
+            except zmq.ZMQError as again:
+                exc = again
+        raise self._send_error(topic, exc) from None
+
+    def end_streams(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """``Publisher.end_streams``; on PUB/SUB sent three times, since PUB drops at its HWM
+        (receivers apply a repeated announcement once)."""
+        super().end_streams(timeout)
+        if self._is_xpub and any(self._next_seq.values()):
+            for _ in range(2):
+                time.sleep(0.05)
+                super().end_streams(timeout)
 
     def _send_error(self, topic: str, exc: zmq.ZMQError) -> TransportError:
         if isinstance(exc, zmq.Again):
@@ -562,6 +601,7 @@ class ZmqPublisher(Publisher):
 
     def _close(self, timeout: float) -> None:
         self._open = False
+        self._wait_forever = False
         if self._batcher is not None:
             # The last batches get ``timeout`` to be queued (no peer / full HWM would otherwise
             # block close() for ever); what cannot be queued is logged and shows up as lost.

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.settings import Setting, add_settings, redacted, resolve
+from harness.settings import Setting, add_settings, folder_path, redacted, resolve
+from transports.url import redact_argv
 
 SETTINGS = (
     Setting("transports", "", "comma-separated transport names to run (default: the workload's)"),
-    Setting("results_dir", "results", "folder that receives one sub-folder per run"),
+    Setting("results_dir", "results", "folder that receives one sub-folder per run",
+            parse=folder_path),
     Setting("kafka_bootstrap", "",
             "host:port of an external Kafka broker (default: start the embedded Tansu broker)"),
 )
@@ -91,7 +93,7 @@ def run(workload_name: str, settings: dict[str, Any]) -> int:
     out_dir = Path(settings["results_dir"]) / f"{stamp}-{workload.name}"
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     results_file = out_dir / "results.h5"
-    command = "harness bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    command = "harness bench " + " ".join(shlex.quote(a) for a in redact_argv(sys.argv[2:]))
     metadata = run_metadata(workload, {**redacted(settings, SETTINGS), "command": command})
     console = Console(stderr=True)
     suite = SuiteResult()

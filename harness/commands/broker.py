@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import threading
 from types import FrameType
 from typing import Any
@@ -25,11 +26,25 @@ def _port(text: str) -> int:
 
 _port.__name__ = "port"
 
+
+def _host(text: str) -> str:
+    """An address this machine can listen on: checked now, not as a traceback from bind()."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in text else socket.AF_INET) as sock:
+            sock.bind((text, 0))
+    except OSError as exc:
+        raise ValueError(f"cannot listen on {text!r}: {exc.strerror or exc}") from None
+    return text
+
+
+_host.__name__ = "host"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "port", 0, "TCP port to listen on (0 = a free port)", parse=_port, env="HARNESS_BROKER_PORT"
     ),
-    Setting("host", "127.0.0.1", "address to listen on and advertise", env="HARNESS_BROKER_HOST"),
+    Setting("host", "127.0.0.1", "address to listen on and advertise", parse=_host,
+            env="HARNESS_BROKER_HOST"),
 )
 
 

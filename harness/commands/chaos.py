@@ -9,15 +9,26 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.settings import Setting, add_settings, describe, parse_csv, resolve
+from harness.settings import (
+    Setting,
+    add_settings,
+    describe,
+    folder_path,
+    parse_csv,
+    positive_float,
+    positive_int,
+    resolve,
+)
+from transports.url import redact_argv
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("scenarios", [], "comma-separated scenarios (default: all)", parse=parse_csv),
     Setting("transports", [], "comma-separated: kafka, zmq-pushpull, zmq-pubsub (default: all)",
             parse=parse_csv),
-    Setting("rate", 2000.0, "synthetic trades/s each producer sends", parse=float),
-    Setting("messages", 16000, "trades per scenario run", parse=int),
-    Setting("results_dir", Path("results"), "folder for <timestamp>-chaos/", parse=Path),
+    Setting("rate", 2000.0, "synthetic trades/s each producer sends", parse=positive_float),
+    Setting("messages", 16000, "trades per scenario run", parse=positive_int),
+    Setting("results_dir", Path("results"), "folder for <timestamp>-chaos/",
+            parse=folder_path),
 )
 
 
@@ -54,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = cfg["results_dir"] / (time.strftime("%Y%m%d-%H%M%S") + "-chaos")
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {**{k: str(v) for k, v in cfg.items()}, "quick": args.quick,
-                "command": " ".join(sys.argv)}
+                "command": " ".join(redact_argv(sys.argv))}
     metadata = chaos_metadata(settings)
     print("harness chaos: " + "; ".join(describe(cfg, SETTINGS)), file=sys.stderr)
     h5 = out_dir / "chaos.h5"

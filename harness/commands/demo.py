@@ -17,8 +17,23 @@ from harness.commands.run import SETTINGS, run_one
 from harness.pipeline_report import render_table
 from harness.settings import Setting, add_settings, describe, resolve
 
+TRANSPORTS = ("kafka", "kafka-confluent", "zmq", "zmq-pubsub")
+
+
+def parse_transports(text: str) -> str:
+    """A comma list of ``harness run`` transports, checked before anything runs."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in names if t not in TRANSPORTS]
+    if unknown or not names:
+        raise ValueError(f"expected a comma list of {', '.join(TRANSPORTS)}")
+    return ",".join(names)
+
+
+parse_transports.__name__ = "transports"
+
 DEMO_SETTINGS = [
-    Setting("transports", "zmq,kafka", "transports to compare, in order"),
+    Setting("transports", "zmq,kafka", "transports to compare, in order",
+            parse=parse_transports),
     *[s for s in SETTINGS if s.name not in ("transport",)],
 ]
 

@@ -12,7 +12,16 @@ from typing import Any
 
 from harness.pipeline import Child, PipelineConfig, row_counts, run_pipeline
 from harness.pipeline_report import render_table
-from harness.settings import Setting, add_settings, describe, resolve
+from harness.settings import (
+    Setting,
+    add_settings,
+    describe,
+    folder_path,
+    non_negative_float,
+    parse_speed,
+    positive_float,
+    resolve,
+)
 from transports.url import parse_bool
 
 SETTINGS = [
@@ -20,19 +29,20 @@ SETTINGS = [
             "zmq-pubsub", choices=("kafka", "kafka-confluent", "zmq", "zmq-pubsub")),
     Setting("source", "synthetic", "synthetic, replay or live",
             choices=("synthetic", "replay", "live")),
-    Setting("duration", 20.0, "seconds the producers run", parse=float),
+    Setting("duration", 20.0, "seconds the producers run", parse=positive_float),
     Setting("trade_rate", 2000.0, "synthetic Binance messages/s (0 = as fast as possible)",
-            parse=float),
-    Setting("tweet_rate", 20.0, "synthetic tweets/s", parse=float),
+            parse=non_negative_float),
+    Setting("tweet_rate", 20.0, "synthetic tweets/s", parse=non_negative_float),
     Setting("symbols", "btcusdt,ethusdt", "Binance symbols"),
     Setting("streams", "trade,ticker,bookTicker", "Binance stream types"),
     Setting("windows", "1s,1m,1h,1d", "candle / sentiment window sizes"),
     Setting("binance_recording", None, "replay: Binance recording (.jsonl.gz)"),
     Setting("twitter_recording", None, "replay: Twitter recording (.jsonl.gz)"),
-    Setting("speed", 1.0, "replay pace: 1, N times faster, 0 = max", parse=float),
+    Setting("speed", 1.0, "replay pace: 1, N times faster, 0 = max", parse=parse_speed),
     Setting("seed", 1, "synthetic seed", parse=int),
     Setting("kafka_bootstrap", None, "external Kafka host:port (default: embedded broker)"),
-    Setting("output_dir", "output", "where <transport>/market.h5 and sentiment.h5 go"),
+    Setting("output_dir", "output", "where <transport>/market.h5 and sentiment.h5 go",
+            parse=folder_path),
     Setting("twitter", True, "also run the Twitter producer and sentiment processor",
             parse=parse_bool),
 ]
@@ -89,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     print(render_table([summary]))
     print(f"\nHDF5 output: {summary['output']}/market.h5, sentiment.h5 "
           f"({time.monotonic() - started:.0f} s)")
+    for stage, how in summary.get("stopped_by", {}).items():
+        if how != "end_of_streams":
+            print(f"{stage}: stopped by {how or 'the runner'}, not by its producer's end "
+                  f"announcement; see its log and the loss rows above", file=sys.stderr)
     for failure in summary["failed"]:
         print(f"stage failed: {failure}", file=sys.stderr)
     return 1 if summary["failed"] else 0

@@ -13,7 +13,19 @@ from typing import Any
 
 from harness.dead_letters import DeadLetters
 from harness.errors import UserError
-from harness.settings import Setting, add_settings, describe, parse_csv, parse_speed, resolve
+from harness.settings import (
+    Setting,
+    add_settings,
+    describe,
+    folder_path,
+    non_negative_float,
+    non_negative_int,
+    parse_csv,
+    parse_speed,
+    positive_float,
+    positive_int,
+    resolve,
+)
 from producers.binance.live import (
     DEFAULT_ENDPOINT,
     BinanceLiveClient,
@@ -27,12 +39,11 @@ from producers.binance.service import (
     dead_letter_store,
     run_frames,
     run_live,
-    sigint_stops,
 )
 from producers.binance.synthetic import SyntheticMarket
 from producers.binance.topics import stream_names
 from producers.recording import RecordedFrame, RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter, write_summary
+from producers.run_control import ProgressReporter, StopAfter, publishing, write_summary
 from transports import open_transport
 from transports.base import new_producer_id
 
@@ -52,20 +63,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("record", None, "write every raw received frame to this recording", parse=Path),
     Setting("speed", 1.0, "replay pace: 1, N (times faster) or 0/max", parse=parse_speed),
     Setting(
-        "rate", 0.0, "synthetic trades/s (paced in real time); 0 = as fast as possible", parse=float
+        "rate", 0.0, "synthetic trades/s (paced in real time); 0 = as fast as possible",
+        parse=non_negative_float,
     ),
     Setting("seed", 1, "synthetic generator seed", parse=int),
-    Setting("start_ms", 0, "synthetic first event time in ms (0 = now)", parse=int),
-    Setting("duration", 0.0, "stop after this many seconds (0 = no limit)", parse=float),
+    Setting("start_ms", 0, "synthetic first event time in ms (0 = now)", parse=non_negative_int),
+    Setting("duration", 0.0, "stop after this many seconds (0 = no limit)",
+            parse=non_negative_float),
     Setting(
-        "max_messages", 0, "stop after publishing this many messages (0 = no limit)", parse=int
+        "max_messages", 0, "stop after publishing this many messages (0 = no limit)",
+        parse=non_negative_int,
     ),
-    Setting("output_dir", Path("output"), "folder for dead letters", parse=Path),
+    Setting("output_dir", Path("output"), "folder for dead letters", parse=folder_path),
     Setting("producer_id", "", "producer id in envelopes (default: host-pid-random)"),
-    Setting("max_connection_age", 23.5 * 3600, "live: rotate connections after s", parse=float),
-    Setting("stall_timeout", 60.0, "live: reconnect after s without a frame", parse=float),
-    Setting("max_skew_ms", DEFAULT_MAX_SKEW_MS, "reject E this far from receive time", parse=int),
-    Setting("progress_every", 5.0, "seconds between progress lines", parse=float),
+    Setting("max_connection_age", 23.5 * 3600, "live: rotate connections after s",
+            parse=positive_float),
+    Setting("stall_timeout", 60.0, "live: reconnect after s without a frame",
+            parse=positive_float),
+    Setting("max_skew_ms", DEFAULT_MAX_SKEW_MS, "reject E this far from receive time",
+            parse=positive_int),
+    Setting("progress_every", 5.0, "seconds between progress lines", parse=positive_float),
     Setting("summary_json", None, "write the final counts (per topic) as JSON to this path"),
 )
 
@@ -124,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         f"binance {cfg['source']}", pipeline.counters.summary, every_s=cfg["progress_every"]
     )
     try:
-        with sigint_stops(stop):
+        with publishing(publisher, stop, f"binance {cfg['source']}"):
             if frames is not None:
                 paced_source = (cfg["source"] == "synthetic" and cfg["rate"] > 0) or (
                     cfg["source"] == "replay" and cfg["speed"] > 0

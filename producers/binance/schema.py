@@ -19,12 +19,18 @@ on that) and counted per frame in ``MarketEvent.unknown_fields`` so a schema cha
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from producers.binance.limits import (
+    INT64_MAX,
+    MAX_TIME_MS,
+    POSITIVE_DECIMAL,
+    SIGNED_DECIMAL,
+    SymbolCheck,
+)
 from producers.binance.topics import TOPIC_BY_EVENT
 
 #: A trade frame is ~170 B, a ticker ~500 B; 64 KiB leaves room for any market-data event.
@@ -34,8 +40,9 @@ DEFAULT_MAX_SKEW_MS = 3_600_000
 #: Other timestamps (trade time, kline open/close) may lie this far from E (a 1M kline: 31 d).
 _RELATED_MS = 40 * 86_400_000
 
-_POS_DECIMAL = re.compile(r"\d{1,30}(?:\.\d{1,30})?").fullmatch
-_SIGNED_DECIMAL = re.compile(r"-?\d{1,30}(?:\.\d{1,30})?").fullmatch
+_POS_DECIMAL = POSITIVE_DECIMAL
+_SIGNED_DECIMAL = SIGNED_DECIMAL
+_SYMBOLS = SymbolCheck()
 
 # Field check codes (small ints: an if-chain on ints is the cheapest dispatch in CPython).
 STR, UINT, INT, BOOL, POS_DEC, DEC, TIME, KLINE = range(8)
@@ -246,6 +253,8 @@ def parse_frame(
     if e_time is not None:
         if type(e_time) is not int:  # bookTicker has no E in its spec (futures adds one)
             raise ValidationError("bad_type", f"{event}.E must be an integer")
+        if not 0 <= e_time <= MAX_TIME_MS:
+            raise ValidationError("bad_value", f"{event}.E={e_time} is out of range")
         if abs(e_time - recv_ms) > max_skew_ms:
             raise ValidationError(
                 "stale_timestamp", f"E={e_time} is {e_time - recv_ms} ms from receive time"
@@ -280,17 +289,21 @@ def _check(data: dict[str, Any], spec: tuple[tuple[str, int], ...], event: str) 
                 raise ValidationError("bad_type", f"{event}.{name} must be an integer")
             if value < 0:
                 raise ValidationError("bad_value", f"{event}.{name}={value} is negative")
+            if value > (MAX_TIME_MS if code == TIME else INT64_MAX):
+                raise ValidationError("bad_value", f"{event}.{name}={value} is out of range")
         elif code == STR:
             if vt is not str:
                 raise ValidationError("bad_type", f"{event}.{name} must be a string")
+            if name == "s" and (problem := _SYMBOLS.problem(value)) is not None:
+                raise ValidationError("bad_value", f"{event}.s: {problem}")
         elif code == BOOL:
             if vt is not bool:
                 raise ValidationError("bad_type", f"{event}.{name} must be a boolean")
         elif code == INT:
             if vt is not int:
                 raise ValidationError("bad_type", f"{event}.{name} must be an integer")
-            if value < -1:
-                raise ValidationError("bad_value", f"{event}.{name}={value} below -1")
+            if not -1 <= value <= INT64_MAX:
+                raise ValidationError("bad_value", f"{event}.{name}={value} is out of range")
         elif code == KLINE:
             if vt is not dict:
                 raise ValidationError("bad_type", "kline.k must be an object")
@@ -312,14 +325,15 @@ def _fast_trade(d: dict[str, Any]) -> int:
         return -1
     if (
         type(e_time) is int
-        and e_time >= 0
+        and 0 <= e_time <= MAX_TIME_MS
         and type(s) is str
+        and s in _SYMBOLS.good
         and type(t) is int
-        and t >= 0
+        and 0 <= t <= INT64_MAX
         and type(p) is str
         and type(q) is str
         and type(t_time) is int
-        and t_time >= 0
+        and 0 <= t_time <= MAX_TIME_MS
         and type(m) is bool
         and type(mm) is bool
         and _POS_DECIMAL(p)
@@ -336,8 +350,9 @@ def _fast_book_ticker(d: dict[str, Any]) -> int:
         return -1
     if (
         type(u) is int
-        and u >= 0
+        and 0 <= u <= INT64_MAX
         and type(s) is str
+        and s in _SYMBOLS.good
         and type(b) is str
         and type(bq) is str
         and type(a) is str

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,27 +224,6 @@ def dead_letter_store(output_dir: Path, producer_id: str) -> JsonlDeadLetterStor
     return JsonlDeadLetterStore(output_dir / "dead_letters" / f"binance-{producer_id}.jsonl.gz")
 
 
-@contextlib.contextmanager
-def sigint_stops(stop: StopAfter) -> Iterator[None]:
-    """Context: Ctrl-C sets ``stop.event`` (graceful: flush, close, final line) once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum: int, frame: object) -> None:
-        if stop.event.is_set():
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        stop.event.set()
-
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 __all__ = [
     "SOURCE_NAME",
     "BinanceLiveClient",
@@ -256,5 +233,4 @@ __all__ = [
     "dead_letter_store",
     "run_frames",
     "run_live",
-    "sigint_stops",
 ]

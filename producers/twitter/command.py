@@ -25,9 +25,21 @@ from typing import Any
 
 from harness.dead_letters import DeadLetters, JsonlDeadLetterStore
 from harness.errors import UserError
-from harness.settings import Setting, add_settings, describe, parse_csv, parse_speed, resolve
+from harness.settings import (
+    Setting,
+    add_settings,
+    describe,
+    folder_path,
+    non_negative_float,
+    non_negative_int,
+    parse_csv,
+    parse_speed,
+    positive_float,
+    positive_int,
+    resolve,
+)
 from producers.recording import RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter, stop_on_signals, write_summary
+from producers.run_control import ProgressReporter, StopAfter, publishing, write_summary
 from producers.twitter.schema import Frame
 from producers.twitter.service import SOURCE_NAME, TOPIC, TweetPipeline, run
 from producers.twitter.synthetic import (
@@ -38,7 +50,6 @@ from producers.twitter.synthetic import (
 )
 from transports import open_transport
 from transports.base import new_producer_id
-from transports.url import parse_float, parse_int
 
 log = logging.getLogger("producers.twitter")
 
@@ -54,30 +65,31 @@ SETTINGS: tuple[Setting, ...] = (
             choices=("search", "stream")),
     Setting("query", "($BTC OR $ETH OR bitcoin OR ethereum) -is:retweet lang:en",
             "search query / stream rule"),
-    Setting("interval", 10.0, "seconds between recent-search polls", parse_float),
+    Setting("interval", 10.0, "seconds between recent-search polls", positive_float),
     Setting("api_url", "https://api.twitter.com", "API base URL (the emulator for offline use)"),
     Setting("bearer_token", None, "API v2 bearer token", secret=True, env="TWITTER_BEARER_TOKEN"),
     Setting("tweet_fields", DEFAULT_TWEET_FIELDS, "tweet.fields to request (comma-separated)",
             parse_csv),
     Setting("user_fields", DEFAULT_USER_FIELDS,
             "user.fields for the author expansion ('' for no author info)", parse_csv),
-    Setting("max_results", 100, "tweets per search page (10..100)", parse_int),
+    Setting("max_results", 100, "tweets per search page (10..100)", positive_int),
     Setting("first_poll_pages", 1, "pages the first poll reads (later polls read all new)",
-            parse_int),
+            positive_int),
     Setting("recording", None, "recording to replay (--source replay)"),
     Setting("record", None, "write the raw API bodies received to this .jsonl.gz"),
     Setting("speed", 1.0, "replay pace: 1 = as recorded, N = N times faster, 0/max = flat out",
             parse_speed),
-    Setting("rate", 5.0, "synthetic tweets per second (0 = flat out)", parse_float),
-    Setting("seed", 0, "synthetic generator seed", parse_int),
-    Setting("start_ms", 0, "synthetic created_at of the first tweet, ms (0 = now)", parse_int),
-    Setting("duration", 0.0, "stop after this many seconds (0 = no limit)", parse_float),
+    Setting("rate", 5.0, "synthetic tweets per second (0 = flat out)", non_negative_float),
+    Setting("seed", 0, "synthetic generator seed", int),
+    Setting("start_ms", 0, "synthetic created_at of the first tweet, ms (0 = now)",
+            non_negative_int),
+    Setting("duration", 0.0, "stop after this many seconds (0 = no limit)", non_negative_float),
     Setting("max_messages", 0, "stop after publishing this many tweets (0 = no limit)",
-            parse_int),
+            non_negative_int),
     Setting("topic", TOPIC, "topic to publish to"),
     Setting("producer_id", "", "producer id in envelopes (default: host-pid-random)"),
-    Setting("output_dir", "output", "where dead letters are written"),
-    Setting("progress_every", 5.0, "seconds between progress lines", parse_float),
+    Setting("output_dir", "output", "where dead letters are written", folder_path),
+    Setting("progress_every", 5.0, "seconds between progress lines", positive_float),
     Setting("summary_json", None, "write the final counts (per topic) as JSON to this path"),
 )
 
@@ -136,7 +148,7 @@ def _live_frames(cfg: dict[str, Any], stop: StopAfter) -> Iterator[Frame]:
         make_client,
     )
 
-    caller = ApiCaller(stop, ApiCounters(), cfg["api_url"])
+    caller = ApiCaller(stop, ApiCounters(), cfg["api_url"], secrets=(token,))
     user_fields = cfg["user_fields"]
     expansions = ("author_id",) if user_fields else ()
     if cfg["mode"] == "stream":
@@ -165,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
     store = JsonlDeadLetterStore(Path(cfg["output_dir"]) / "dead_letters" / f"{name}.jsonl.gz")
     recorder = RecordingWriter(Path(cfg["record"])) if cfg["record"] else None
     try:
-        with open_transport(cfg["transport"]) as transport, stop_on_signals(stop):
+        with open_transport(cfg["transport"]) as transport:
             publisher = transport.publisher(producer_id)
             try:
                 pipeline = TweetPipeline(
@@ -175,7 +187,8 @@ def main(args: argparse.Namespace) -> int:
                 progress = ProgressReporter("twitter producer", pipeline.snapshot,
                                             cfg["progress_every"])
                 try:
-                    run(frames, pipeline, stop, progress)
+                    with publishing(publisher, stop, "twitter producer"):
+                        run(frames, pipeline, stop, progress)
                 finally:
                     progress.final()
             finally:

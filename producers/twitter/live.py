@@ -30,6 +30,7 @@ from harness.errors import UserError
 from producers.run_control import StopAfter
 from producers.twitter.routing import redact_in_loggers, route_session
 from producers.twitter.schema import Frame
+from transports.url import redact_text
 
 log = logging.getLogger("producers.twitter.live")
 
@@ -71,11 +72,18 @@ class ApiCaller:
     exponential backoff. All sleeps end early when ``stop`` fires.
     """
 
-    def __init__(self, stop: StopAfter, counters: ApiCounters, api_url: str) -> None:
+    def __init__(
+        self, stop: StopAfter, counters: ApiCounters, api_url: str, secrets: tuple[str, ...] = ()
+    ) -> None:
         self.stop = stop
         self.counters = counters
         self.api_url = api_url
+        #: Never quoted back: a 401 reply may echo the token it refused.
+        self.secrets = secrets
         self._reset_at: float | None = None  # epoch s when the exhausted window resets
+
+    def _message(self, exc: tweepy.HTTPException) -> str:
+        return redact_text(_api_message(exc), self.secrets)
 
     def _wait_until(self, epoch_s: float, why: str) -> bool:
         delay = max(epoch_s - time.time(), 0.0) + 0.5  # reset is whole seconds; be past it
@@ -105,21 +113,22 @@ class ApiCaller:
             except tweepy.Unauthorized as exc:
                 raise UserError(
                     f"Twitter API at {self.api_url} rejected the bearer token "
-                    f"(401 Unauthorized: {_api_message(exc)}); check TWITTER_BEARER_TOKEN"
+                    f"(401 Unauthorized: {self._message(exc)}); check TWITTER_BEARER_TOKEN"
                 ) from None
             except tweepy.Forbidden as exc:
                 raise UserError(
-                    f"Twitter API at {self.api_url} refused access (403: {_api_message(exc)}); "
+                    f"Twitter API at {self.api_url} refused access (403: {self._message(exc)}); "
                     "the token's access level may not include this endpoint"
                 ) from None
             except tweepy.BadRequest as exc:
                 raise UserError(
                     f"Twitter API at {self.api_url} rejected the request (400: "
-                    f"{_api_message(exc)})"
+                    f"{self._message(exc)})"
                 ) from None
             except (tweepy.TwitterServerError, requests.ConnectionError, requests.Timeout) as exc:
                 self.counters.retries += 1
-                log.warning("Twitter API error (%s); retrying in %.0f s", _short(exc), backoff)
+                log.warning("Twitter API error (%s); retrying in %.0f s",
+                            redact_text(_short(exc), self.secrets), backoff)
                 if self.stop.wait(backoff):
                     return None
                 backoff = min(backoff * 2, BACKOFF_MAX_S)

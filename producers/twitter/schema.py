@@ -138,8 +138,10 @@ def check_tweet(tweet: Any) -> int:
             raise TweetRejected(
                 "wrong_type", f"tweet {name!r} is a {type(tweet[name]).__name__}, not a string"
             )
-    if not tweet["id"].isascii() or not tweet["id"].isdigit():
-        raise TweetRejected("bad_id", f"tweet id {tweet['id']!r:.40} is not a decimal string")
+    tweet_id = tweet["id"]
+    if not (tweet_id.isascii() and tweet_id.isdigit() and len(tweet_id) <= 19
+            and int(tweet_id) < 2**63):
+        raise TweetRejected("bad_id", f"tweet id {tweet_id!r:.40} is not a decimal below 2**63")
     for name, expected in _OPTIONAL_TYPES.items():
         if name in tweet and not isinstance(tweet[name], expected):
             raise TweetRejected(

@@ -24,6 +24,7 @@ from h5py import h5d, h5s
 from sinks.hdf5_checkpoint import Checkpoint, checkpoint_tables, last_checkpoint
 from sinks.hdf5_layout import LIBVER, table_path
 from sinks.hdf5_schema import CHECKPOINTS, INTERNAL_GROUP, POSITIONS, STATE_LOG
+from sinks.hdf5_verify import open_without_writer, read_raw
 
 log = logging.getLogger("sinks.hdf5")
 
@@ -82,7 +83,7 @@ def rebuild_from_checkpoint(path: Path) -> dict[str, int]:
     dropped: dict[str, int] = {}
     try:
         with (
-            h5py.File(path, "r", swmr=True) as src,
+            open_without_writer(path) as src,
             h5py.File(tmp, "w", libver=LIBVER) as dst,
         ):
             checkpoint = last_checkpoint(src, refresh=True)
@@ -115,8 +116,6 @@ def _copy_attributes(src: h5py.Group | h5py.Dataset, dst: h5py.Group | h5py.Data
 def _copy_prefix(src: h5py.Dataset, dst: h5py.File, length: int) -> None:
     """The first ``length`` rows of ``src`` into ``dst`` at the same path, with the same type,
     chunking, filters and attributes (and its parent groups' attributes)."""
-    from sinks.hdf5_verify import read_raw
-
     parent_path = src.parent.name
     if parent_path not in dst:
         dst.create_group(parent_path)

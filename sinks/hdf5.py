@@ -107,7 +107,7 @@ from sinks.hdf5_schema import (
     checkpoint_dtype,
     record_crc,
 )
-from sinks.hdf5_verify import DamagedFileError, verify
+from sinks.hdf5_verify import DamagedFileError, OtherLayoutError, verify
 from transports.base import Positions
 
 log = logging.getLogger("sinks.hdf5")
@@ -530,6 +530,8 @@ class Hdf5Sink:
         """Check the existing file, cut it back to its last checkpoint and continue writing it."""
         try:
             verify(self.path)
+        except OtherLayoutError as exc:
+            raise SinkError(f"{self.path} has {exc}; use a new output file") from None
         except DamagedFileError as exc:
             raise SinkError(
                 f"{self.path} is damaged, left as it is: {exc}; move it away to start a new file"

@@ -46,6 +46,13 @@ class DamagedFileError(Exception):
     """The file is not an intact sink file; the message is one line."""
 
 
+class OtherLayoutError(DamagedFileError):
+    """An intact sink file of another layout version (an older harness wrote it)."""
+
+
+_EXIT_DAMAGED, _EXIT_OTHER_LAYOUT = 1, 3
+
+
 @cache
 def _loaded_hdf5() -> ctypes.CDLL | None:
     """The HDF5 library h5py loaded (the same copy: property lists are per library)."""
@@ -105,6 +112,8 @@ def verify(path: str | os.PathLike[str], timeout: float | None = None) -> None:
     if done.returncode == 0:
         return
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    if done.returncode == _EXIT_OTHER_LAYOUT and lines:
+        raise OtherLayoutError(lines[-1])
     if done.returncode < 0:
         reason = f"the HDF5 library crashed reading it (signal {-done.returncode})"
     else:
@@ -132,6 +141,11 @@ def check(path: Path) -> None:
     size = path.stat().st_size
     with open_without_writer(path) as f:
         version = f.attrs.get("sink_schema_version")
+        if version is not None and version != SCHEMA_VERSION:
+            raise OtherLayoutError(
+                f"sink layout {version} (written by an older harness), this harness writes "
+                f"{SCHEMA_VERSION}"
+            )
         if version != SCHEMA_VERSION:
             raise DamagedFileError(
                 f"no sink layout {SCHEMA_VERSION} in its attributes (found {version}): not a "
@@ -185,9 +199,12 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         check(Path(argv[0]))
+    except OtherLayoutError as exc:
+        print(exc)
+        return _EXIT_OTHER_LAYOUT
     except DamagedFileError as exc:
         print(exc)
-        return 1
+        return _EXIT_DAMAGED
     except Exception as exc:  # whatever HDF5 raised: one line
         from sinks.hdf5 import describe_error
 

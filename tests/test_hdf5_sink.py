@@ -316,3 +316,12 @@ def test_full_disk_raises_and_reports_nothing_unwritten_as_flushed(tmp_path: Pat
     sink = Hdf5Sink.open_for_resume(path, {"t": np.dtype([("ts", "i8"), ("noise", "f8", (16,))])})
     assert sink.resume_positions() == {("t", 0): result["flushed"]}
     sink.close()
+
+
+def test_file_of_an_older_sink_layout_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "old.h5"
+    Hdf5Sink(path, TABLES).close()
+    with h5py.File(path, "r+") as f:
+        f.attrs["sink_schema_version"] = 1
+    with pytest.raises(SinkError, match="has sink layout 1 .*use a new output file"):
+        Hdf5Sink.open_for_resume(path, TABLES)

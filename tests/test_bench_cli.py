@@ -8,7 +8,7 @@ from pathlib import Path
 
 import h5py
 import pytest
-from hdf5_readers import assert_opens_in_pandas_and_pytables
+from hdf5_helpers import assert_opens_in_pandas_and_pytables
 
 from harness.bench.metrics import decode
 from harness.bench.results import read_results

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hdf5_readers import assert_opens_in_pandas_and_pytables
+from hdf5_helpers import assert_opens_in_pandas_and_pytables
 
 from harness.chaos.results import read_chaos
 from sinks.hdf5_reader import read_table

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hdf5_helpers import short_run
 
 from sinks.hdf5 import Hdf5Sink, SinkError
 from sinks.hdf5_reader import read_table
@@ -28,12 +29,7 @@ PROCESS_TIMEOUT_S = 120
 
 @pytest.fixture(scope="module")
 def market_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--transport", "zmq", "--source",
-           "synthetic", "--duration", "5", "--output-dir", str(out)]
-    done = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return sorted(out.rglob("market.h5"))[0]
+    return short_run(tmp_path_factory.mktemp("run"), 5) / "market.h5"
 
 
 def _damaged(market_h5: Path, tmp_path: Path, how: str) -> Path:

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tables
-from hdf5_readers import assert_opens_in_pandas_and_pytables
+from hdf5_helpers import assert_opens_in_pandas_and_pytables, short_run
 
 from harness.dead_letters import DeadLetters
 from sinks.hdf5 import Hdf5Sink
@@ -52,14 +51,7 @@ DEPTH = np.dtype(
 @pytest.fixture(scope="module")
 def run_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """market.h5 and sentiment.h5 of a real ~4 s synthetic pipeline run over ZeroMQ."""
-    out = tmp_path_factory.mktemp("run")
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--transport", "zmq", "--source",
-           "synthetic", "--duration", "4", "--output-dir", str(out)]
-    done = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    folder = sorted(out.rglob("market.h5"))[0].parent
-    assert (folder / "sentiment.h5").is_file()
-    return folder
+    return short_run(tmp_path_factory.mktemp("run"), 4)
 
 
 @pytest.fixture(scope="module")

@@ -323,5 +323,5 @@ def test_file_of_an_older_sink_layout_is_refused_in_one_line(tmp_path: Path) -> 
     Hdf5Sink(path, TABLES).close()
     with h5py.File(path, "r+") as f:
         f.attrs["sink_schema_version"] = 1
-    with pytest.raises(SinkError, match="has sink layout 1 .*use a new output file"):
+    with pytest.raises(SinkError, match=r"has sink layout 1 .*use a new output file"):
         Hdf5Sink.open_for_resume(path, TABLES)

@@ -23,6 +23,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from hdf5_helpers import short_run
 
 from harness.compose_check import load_project, local_endpoints, run_locally
 from transports.embedded_broker import free_tcp_port
@@ -72,10 +73,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _pipeline_run(scratch: Path) -> Path:
     """The folder holding market.h5 and sentiment.h5 of ~8 s of the pipeline over ZeroMQ."""
     if os.environ.get("HARNESS_NOTEBOOK_DATA") != "compose":
-        cmd = [sys.executable, "-m", "harness.cli", "run", "--transport", "zmq", "--source",
-               "synthetic", "--duration", "8", "--output-dir", str(scratch)]
-        done = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stderr[-3000:]
+        return short_run(scratch, 8)
     else:
         project = load_project(ROOT / "compose" / "zmq.yml",
                                env={"HARNESS_SOURCE": "synthetic",

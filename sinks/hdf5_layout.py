@@ -97,6 +97,8 @@ def _scalar(dt: np.dtype, table: str, column: str) -> np.dtype:
         )
     if dt.kind == "S" and dt.itemsize == 0:
         raise LayoutError(f"table {table!r}, column {column!r}: a string column needs a width")
+    if dt.byteorder == ">":  # rows are written as raw bytes into little-endian columns
+        raise LayoutError(f"table {table!r}, column {column!r}: big-endian {dt}; use native")
     return dt
 
 

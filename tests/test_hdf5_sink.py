@@ -325,3 +325,9 @@ def test_file_of_an_older_sink_layout_is_refused_in_one_line(tmp_path: Path) -> 
         f.attrs["sink_schema_version"] = 1
     with pytest.raises(SinkError, match=r"has sink layout 1 .*use a new output file"):
         Hdf5Sink.open_for_resume(path, TABLES)
+
+
+@pytest.mark.parametrize("column", [("x", "O"), ("x", "U8"), ("x", ">i8"), ("x", "M8[ns]")])
+def test_columns_other_readers_could_not_read_are_refused(tmp_path: Path, column: tuple) -> None:
+    with pytest.raises(SinkError, match=r"stored portably|big-endian"):
+        Hdf5Sink(tmp_path / "x.h5", {"t": np.dtype([column])})

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-micro chaos profile lint clean
+.PHONY: setup demo test bench bench-micro chaos profile lint clean notebooks
 
 $(STAMP): pyproject.toml transports/_framing_c.c
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: $(STAMP)
 ## pytest-benchmark micro benchmarks, saved for `pytest-benchmark compare`.
 bench-micro: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/ --benchmark-autosave --benchmark-json=results/micro.json
+
+## JupyterLab on notebooks/ (installs the `notebooks` extra once).
+notebooks: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[notebooks]'
+	$(BIN)/jupyter lab notebooks/
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

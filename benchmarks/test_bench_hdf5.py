@@ -60,7 +60,7 @@ def _run(benchmark: Any, tmp_path: Path, batch: int, compression: Any, rows: Any
     assert sink.counts["trades"] == offset[0]
 
 
-@pytest.mark.parametrize("compression", ["gzip", "lzf", None], ids=["gzip1", "lzf", "none"])
+@pytest.mark.parametrize("compression", ["gzip", None], ids=["gzip1", "none"])
 @pytest.mark.parametrize("batch", [1, 100, 1_000, 10_000])
 def test_append_flush_numpy(benchmark: Any, tmp_path: Path, batch: int, compression: Any) -> None:
     _run(benchmark, tmp_path, batch, compression, _trades(batch))

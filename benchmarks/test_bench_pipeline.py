@@ -112,8 +112,8 @@ def run_pipeline(transport: str, recording: Path, n: int, workdir: Path) -> Pipe
         producer_seconds = time.monotonic() - started
         assert processor.wait(300) == 0, (workdir / f"{transport}-processor.log").read_text()
     with h5py.File(output, "r", swmr=True) as f:
-        first_publish = int(np.min(f["trades"]["publish_time_ns"]))
-        stored = len(f["trades"])
+        first_publish = int(np.min(f["trades/table"]["publish_time_ns"]))
+        stored = len(f["trades/table"])
     assert stored == n, f"{transport}: {stored} of {n} trades stored"
     seconds = (durable_at_ns(output, "trades", n) - first_publish) / 1e9
     return PipelineRun(transport, n, seconds, n / producer_seconds)

@@ -26,8 +26,9 @@ so a crash between flush and commit replays nothing twice either. Rows from mess
 read but not yet flushed are simply re-read. Processor state (open windows) travels inside the
 checkpoint, so a window spanning a crash is rebuilt from exactly the trades before the positions.
 
-**Why a crash mid-write is safe.** h5py holds the file open in SWMR mode (``libver="latest"``), in
-which HDF5 orders its metadata writes so that the on-disk file is always a consistent tree as of
+**Why a crash mid-write is safe.** h5py holds the file open in SWMR mode (file format bounds
+v110, readable by HDF5 1.10 and later: see ``sinks.hdf5_layout``), in which HDF5 orders its
+metadata writes so that the on-disk file is always a consistent tree as of
 some flush, and readers never see dangling pointers. A ``kill -9`` inside a write may leave (a)
 tables longer than the last checkpoint: cut on resume; (b) a checkpoint whose extent grew but
 whose bytes are zero or partial: its CRC fails and it is ignored; (c) the superblock still marked
@@ -35,7 +36,14 @@ whose bytes are zero or partial: its CRC fails and it is ignored; (c) the superb
 ``swmr=True`` and resume rebuilds the file (see ``sinks.hdf5_recovery``). Tested by killing a
 writer process at random moments (tests/test_hdf5_crash.py). Power loss needs ``fsync=True``.
 
-Limits: one writer per file (an flock on ``<file>.lock`` enforces it), so scale out with one file
+**Damage** (a truncated file, flipped bytes) is found before the writer touches the file: resume
+first reads everything the last checkpoint vouches for in a child process with a deadline
+(``sinks.hdf5_verify``; HDF5's metadata checksums and every chunk's Fletcher-32 checksum), so a
+damaged file is one line and exit code 2, never a hang inside the HDF5 library or a run that
+carries on over corrupt rows.
+
+Limits: one writer per file (an flock on ``<real file>.lock``, the path with every symlink and
+``..`` resolved, so no other spelling of the path gets a second writer), so scale out with one file
 per processor instance and ``assign()`` of fixed partitions. Under consumer-group rebalancing a
 partition can move to an instance whose file has no position for it; it then starts from the
 committed offset, which is exactly-once except for rows flushed but not yet committed when the old
@@ -46,7 +54,9 @@ changes, so keep it to what is open (windows), not history.
 ``gaps`` table (exact counts), bad frames to ``dead_letters``, late events to ``late_events``.
 
 SWMR forbids creating datasets or attributes once it is on, so every table is declared up front;
-variable-length data is not SWMR-safe, so strings are fixed-width bytes (see ``hdf5_schema``).
+variable-length data is not SWMR-safe, so strings are fixed-width UTF-8 (see ``hdf5_schema``).
+Each table is a PyTables table at ``/<name>/table`` (pandas: ``pd.read_hdf(path, name)``); the
+checkpoint machinery lives in ``/_sink``. Layout details: ``sinks.hdf5_layout``.
 """
 
 from __future__ import annotations
@@ -68,6 +78,17 @@ import numpy as np
 from harness.dead_letters import DeadLetter
 from harness.errors import UserError
 from sinks.hdf5_checkpoint import Checkpoint, checkpoint_tables
+from sinks.hdf5_layout import (
+    LIBVER,
+    LayoutError,
+    TableLayout,
+    create_table,
+    layout_of,
+    mark_group,
+    table_path,
+    time_units,
+    write_rows,
+)
 from sinks.hdf5_metadata import read_attributes, run_attributes, write_attributes
 from sinks.hdf5_recovery import left_open_by_writer, rebuild_from_checkpoint, truncate_in_place
 from sinks.hdf5_schema import (
@@ -86,11 +107,14 @@ from sinks.hdf5_schema import (
     checkpoint_dtype,
     record_crc,
 )
+from sinks.hdf5_verify import DamagedFileError, OtherLayoutError, verify
 from transports.base import Positions
 
 log = logging.getLogger("sinks.hdf5")
 
-Compression = Literal["gzip", "lzf"] | None
+#: gzip or nothing: both are built into every HDF5 library (h5py's lzf is not: PyTables, pandas
+#: and the HDF5 tools could not read it).
+Compression = Literal["gzip"] | None
 
 DEFAULT_CHUNK_ROWS = 8192
 #: Chunks of wide rows (dead letters, tweets) are capped near this size; HDF5's default chunk
@@ -142,6 +166,7 @@ class Hdf5Sink:
         require_positions: bool = False,
         fsync: bool = False,
         resume: bool = False,
+        units: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         """Create ``path`` (or, with ``resume``, reopen it at its last checkpoint).
 
@@ -149,18 +174,29 @@ class Hdf5Sink:
         ``late_events`` are added with the layouts of ``sinks.hdf5_schema`` unless given.
         ``require_positions`` (replayable sources) makes ``flush`` refuse to write rows without
         positions, and ``close`` discard unflushed rows rather than checkpoint them unpositioned.
+        ``units`` adds or overrides column units per table (``{"t": {"lag_ms": "milliseconds"}}``);
+        by default ``*_ms``/``*_us``/``*_ns`` columns are times since the epoch
+        (``hdf5_layout.time_units``).
         """
-        if compression not in ("gzip", "lzf", None):
-            raise SinkError(f"compression must be 'gzip', 'lzf' or None, not {compression!r}")
+        if compression not in ("gzip", None):
+            raise SinkError(f"compression must be 'gzip' or None, not {compression!r}")
         if chunk_rows < 1:
             raise SinkError(f"chunk_rows must be >= 1, not {chunk_rows}")
-        self.path = Path(path)
+        # the real file: the lock, the temporary files and the atomic renames all act on it, so
+        # a symlink or another spelling of the path reaches the same lock (and the symlink stays)
+        self.path = Path(os.path.realpath(path))
         self.require_positions = require_positions
         self._fsync = fsync
+        self._units = {name: dict(u) for name, u in (units or {}).items()}
         schema = {**BUILTIN_TABLES, **{name: np.dtype(dt) for name, dt in tables.items()}}
+        self._layouts: dict[str, TableLayout] = {}
         for name, dt in schema.items():
-            if not name or name.startswith(INTERNAL_GROUP) or dt.names is None:
+            if not name or name.startswith(INTERNAL_GROUP) or "/" in name or dt.names is None:
                 raise SinkError(f"table {name!r}: needs a non-reserved name and a structured dtype")
+            try:
+                self._layouts[name] = TableLayout.of(dt, name)
+            except LayoutError as exc:
+                raise SinkError(str(exc)) from exc
         self.schema: dict[str, np.dtype] = schema
         self._converters = {name: RowConverter(name, dt) for name, dt in schema.items()}
         self._buffers: dict[str, list[np.ndarray]] = {name: [] for name in schema}
@@ -187,7 +223,7 @@ class Hdf5Sink:
         except BaseException:
             self._release_lock()
             raise
-        self._datasets = {name: self._file[name] for name in schema}
+        self._datasets = {name: self._file[table_path(name)] for name in schema}
         self._checkpoints = self._file[CHECKPOINTS]
         self._positions_ds = self._file[POSITIONS]
         self._state_ds = self._file[STATE_LOG]
@@ -301,7 +337,7 @@ class Hdf5Sink:
             ds = self._datasets[name]
             start = counts[name]
             ds.resize((start + len(rows),))
-            ds[start:] = rows
+            write_rows(ds, start, rows, self._layouts[name])
             counts[name] = start + len(rows)
             written[name] = len(rows)
         pos_start = self._positions_len
@@ -411,7 +447,8 @@ class Hdf5Sink:
     # --------------------------------------------------------------------------- open / create
 
     def _acquire_lock(self) -> int:
-        """One writer per file: an flock on ``<file>.lock`` (released by the kernel on kill -9)."""
+        """One writer per file: an flock on ``<real file>.lock`` (released by the kernel on kill
+        -9). ``self.path`` is already resolved, so every spelling of the path shares this lock."""
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -440,34 +477,40 @@ class Hdf5Sink:
         """
         tmp = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         try:
-            f = h5py.File(tmp, "w", libver="latest", rdcc_nbytes=RAW_CHUNK_CACHE_BYTES)
+            f = h5py.File(tmp, "w", libver=LIBVER, rdcc_nbytes=RAW_CHUNK_CACHE_BYTES)
         except OSError as exc:
             raise SinkError(f"cannot create output file {self.path}: {exc}") from exc
         try:
+            mark_group(f)
             write_attributes(f, run_attributes(run_metadata))
             f.attrs["sink_schema_version"] = SCHEMA_VERSION
-            opts: dict[str, Any] = {}
-            if compression is not None:
-                opts = {"compression": compression, "shuffle": True}
-                if compression == "gzip":
-                    opts["compression_opts"] = GZIP_LEVEL
+            gzip = GZIP_LEVEL if compression == "gzip" else None
+            opts: dict[str, Any] = {"fletcher32": True}
+            if gzip is not None:
+                opts.update(compression="gzip", compression_opts=gzip, shuffle=True)
             for name, dt in self.schema.items():
                 rows_per_chunk = max(1, min(chunk_rows, TARGET_CHUNK_BYTES // dt.itemsize))
-                ds = f.create_dataset(
-                    name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(rows_per_chunk,), **opts
-                )
-                ds.attrs["dtype_descr"] = json.dumps(dt.descr)
+                units = {**time_units(dt), **self._units.get(name, {})}
+                create_table(f, name, dt, rows_per_chunk=rows_per_chunk, gzip_level=gzip,
+                             units=units)
             tables = list(self.schema)
+            mark_group(f.create_group(INTERNAL_GROUP), "checkpoints of the harness sink")
             ck = f.create_dataset(
                 CHECKPOINTS,
                 shape=(0,),
                 maxshape=(None,),
                 dtype=checkpoint_dtype(len(tables)),
                 chunks=(64,),
+                fletcher32=True,
             )
             ck.attrs["tables"] = json.dumps(tables)
             f.create_dataset(
-                POSITIONS, shape=(0,), maxshape=(None,), dtype=POSITIONS_DTYPE, chunks=(256,)
+                POSITIONS,
+                shape=(0,),
+                maxshape=(None,),
+                dtype=POSITIONS_DTYPE,
+                chunks=(256,),
+                fletcher32=True,
             )
             f.create_dataset(
                 STATE_LOG, shape=(0,), maxshape=(None,), dtype=np.uint8, chunks=(65536,), **opts
@@ -484,7 +527,17 @@ class Hdf5Sink:
         return f
 
     def _reopen(self) -> h5py.File:
-        """Cut the existing file back to its last checkpoint and continue writing it."""
+        """Check the existing file, cut it back to its last checkpoint and continue writing it."""
+        try:
+            verify(self.path)
+        except OtherLayoutError as exc:
+            raise SinkError(f"{self.path} has {exc}; use a new output file") from None
+        except DamagedFileError as exc:
+            raise SinkError(
+                f"{self.path} is damaged, left as it is: {exc}; move it away to start a new file"
+            ) from None
+        except OSError as exc:
+            raise SinkError(f"cannot read {self.path}: {exc.strerror}") from exc
         try:
             rebuilt = left_open_by_writer(self.path)
             if rebuilt:
@@ -532,9 +585,15 @@ class Hdf5Sink:
         return f
 
     def _open_writable(self) -> h5py.File:
-        return h5py.File(self.path, "r+", libver="latest", rdcc_nbytes=RAW_CHUNK_CACHE_BYTES)
+        return h5py.File(self.path, "r+", libver=LIBVER, rdcc_nbytes=RAW_CHUNK_CACHE_BYTES)
 
     def _check_schema(self, f: h5py.File) -> None:
+        version = f.attrs.get("sink_schema_version")
+        if version != SCHEMA_VERSION:
+            raise SinkError(
+                f"{self.path} has sink layout {version}, this harness writes {SCHEMA_VERSION}; "
+                "use a new output file"
+            )
         stored = checkpoint_tables(f)
         if stored != list(self.schema):
             raise SinkError(
@@ -542,9 +601,10 @@ class Hdf5Sink:
                 "use a new output file"
             )
         for name, dt in self.schema.items():
-            if f[name].dtype != dt:
+            on_disk = layout_of(f[table_path(name)]).dtype
+            if on_disk != dt:
                 raise SinkError(
-                    f"{self.path}: table {name!r} has dtype {f[name].dtype}, this run {dt}; "
+                    f"{self.path}: table {name!r} has dtype {on_disk}, this run {dt}; "
                     "use a new output file"
                 )
 

@@ -4,6 +4,10 @@ Opens with ``swmr=True`` (works on live files, cleanly closed files and files wh
 killed). A snapshot pins the newest valid checkpoint and returns every table cut to that
 checkpoint's row counts, so a notebook never sees half a flush, and all tables agree with each
 other and with the stored positions. ``refresh()`` moves to a newer checkpoint.
+
+Once no writer holds a file, pandas (``pd.read_hdf(path, "trades")``), PyTables and the HDF5
+tools read it as well (layout: ``sinks.hdf5_layout``); while a writer holds it, only SWMR readers
+(h5py, this module) may open it, and only this module cuts the tables to one checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sinks.hdf5_checkpoint import Checkpoint, checkpoint_tables, last_checkpoint
+from sinks.hdf5_layout import EPOCH, TableLayout, layout_of, read_rows, table_path, units_of
 from sinks.hdf5_metadata import read_attributes
 from sinks.hdf5_schema import DEAD_LETTERS, dead_letter_raw
 
@@ -33,6 +38,7 @@ class Snapshot:
         self.file = file
         self.tables: list[str] = checkpoint_tables(file)
         self.checkpoint: Checkpoint | None = None
+        self._layouts: dict[str, TableLayout] = {}
         self.refresh()
 
     def refresh(self) -> Checkpoint | None:
@@ -58,15 +64,24 @@ class Snapshot:
         if name not in self.tables:
             raise KeyError(f"no table {name!r} in {self.file.filename}; tables: {self.tables}")
         count = self.rows[name]
-        ds = self.file[name]
+        ds = self.file[table_path(name)]
         ds.refresh()
         if ds.shape[0] < count:  # cannot happen with the sink's write order; fail loudly
             raise RuntimeError(f"{name}: {ds.shape[0]} rows on disk < checkpoint's {count}")
-        return ds[:count] if count else np.empty(0, ds.dtype)
+        layout = self._layouts.get(name)
+        if layout is None:
+            layout = self._layouts[name] = layout_of(ds)
+        return read_rows(ds, 0, count, layout)
 
-    def frame(self, name: str) -> pd.DataFrame:
-        """``read`` as a DataFrame: byte columns decoded as UTF-8, raw bytes as ``bytes``."""
-        return to_frame(self.read(name), name)
+    def units(self, name: str) -> dict[str, str]:
+        """Column -> unit of table ``name`` (time columns)."""
+        return units_of(self.file[table_path(name)])
+
+    def frame(self, name: str, times: bool = False) -> pd.DataFrame:
+        """``read`` as a DataFrame: byte columns decoded as UTF-8, raw bytes as ``bytes``;
+        ``times`` turns columns holding points in time into UTC datetimes (by their units)."""
+        df = to_frame(self.read(name), name)
+        return with_times(df, self.units(name)) if times else df
 
     def close(self) -> None:
         self.file.close()
@@ -83,8 +98,8 @@ def to_frame(rows: np.ndarray, name: str = "") -> pd.DataFrame:
     fields = rows.dtype.fields or {}
     for field, (dt, _offset, *_title) in fields.items():
         values = rows[field]
-        if name == DEAD_LETTERS and field == "raw":
-            columns[field] = [dead_letter_raw(r) for r in rows]
+        if name == DEAD_LETTERS and field == "raw_base64":
+            columns["raw"] = [dead_letter_raw(r) for r in rows]
         elif dt.kind == "S":
             columns[field] = np.char.decode(values, "utf-8", "replace").astype(object)
         elif dt.subdtype is not None:
@@ -94,12 +109,25 @@ def to_frame(rows: np.ndarray, name: str = "") -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
 
 
+_PANDAS_UNITS = {"nanoseconds": "ns", "microseconds": "us", "milliseconds": "ms"}
+
+
+def with_times(df: pd.DataFrame, units: dict[str, str]) -> pd.DataFrame:
+    """Columns whose unit is "<unit> since 1970-01-01 00:00:00 UTC" as UTC datetimes."""
+    out = df.copy()
+    for column, unit in units.items():
+        word = unit.removesuffix(EPOCH)
+        if column in out and word != unit and word in _PANDAS_UNITS:
+            out[column] = pd.to_datetime(out[column], unit=_PANDAS_UNITS[word], utc=True)
+    return out
+
+
 def open_snapshot(path: str | os.PathLike[str], timeout: float = OPEN_RETRY_S) -> Snapshot:
     """Open ``path`` as a SWMR reader and pin its newest checkpoint."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            f = h5py.File(Path(path), "r", libver="latest", swmr=True)
+            f = h5py.File(Path(path), "r", swmr=True)
         except FileNotFoundError:
             raise
         except OSError:

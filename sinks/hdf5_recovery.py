@@ -19,9 +19,12 @@ import os
 from pathlib import Path
 
 import h5py
+from h5py import h5d, h5s
 
 from sinks.hdf5_checkpoint import Checkpoint, checkpoint_tables, last_checkpoint
-from sinks.hdf5_schema import CHECKPOINTS, POSITIONS, STATE_LOG
+from sinks.hdf5_layout import LIBVER, table_path
+from sinks.hdf5_schema import CHECKPOINTS, INTERNAL_GROUP, POSITIONS, STATE_LOG
+from sinks.hdf5_verify import open_without_writer, read_raw
 
 log = logging.getLogger("sinks.hdf5")
 
@@ -33,8 +36,8 @@ _COPY_SLAB_ROWS = 1 << 16
 def left_open_by_writer(path: Path) -> bool:
     """True if the superblock says a writer had the file open and never closed it.
 
-    Superblock versions 2 and 3 (``libver="latest"``) keep "file consistency flags" in byte 11;
-    older versions do not record it (the sink always writes version 3).
+    Superblock versions 2 and 3 (format 1.8 and later) keep "file consistency flags" in byte 11;
+    older versions do not record it (the sink's v110 format writes version 3).
     """
     with open(path, "rb") as fh:
         head = fh.read(12)
@@ -43,8 +46,13 @@ def left_open_by_writer(path: Path) -> bool:
     return head[8] >= 2 and head[11] != 0
 
 
+def resolve(name: str) -> str:
+    """Dataset path of a key of ``extents_at``: a table name or an internal dataset's path."""
+    return name if name.startswith(INTERNAL_GROUP + "/") else table_path(name)
+
+
 def extents_at(f: h5py.File, checkpoint: Checkpoint | None) -> dict[str, int]:
-    """Length of every dataset (tables and internal logs) as of ``checkpoint``."""
+    """Length of every dataset (tables by name, internal logs by path) as of ``checkpoint``."""
     tables = checkpoint_tables(f)
     if checkpoint is None:
         out = dict.fromkeys(tables, 0)
@@ -62,7 +70,7 @@ def truncate_in_place(f: h5py.File) -> tuple[Checkpoint | None, dict[str, int]]:
     checkpoint = last_checkpoint(f)
     dropped: dict[str, int] = {}
     for name, length in extents_at(f, checkpoint).items():
-        ds = f[name]
+        ds = f[resolve(name)]
         if ds.shape[0] > length:
             dropped[name] = ds.shape[0] - length
             ds.resize((length, *ds.shape[1:]))
@@ -75,18 +83,17 @@ def rebuild_from_checkpoint(path: Path) -> dict[str, int]:
     dropped: dict[str, int] = {}
     try:
         with (
-            h5py.File(path, "r", libver="latest", swmr=True) as src,
-            h5py.File(tmp, "w", libver="latest") as dst,
+            open_without_writer(path) as src,
+            h5py.File(tmp, "w", libver=LIBVER) as dst,
         ):
             checkpoint = last_checkpoint(src, refresh=True)
-            for key, value in src.attrs.items():
-                dst.attrs[key] = value
+            _copy_attributes(src, dst)
             for name, length in extents_at(src, checkpoint).items():
-                ds = src[name]
+                ds = src[resolve(name)]
                 ds.refresh()
                 if ds.shape[0] > length:
                     dropped[name] = ds.shape[0] - length
-                _copy_prefix(ds, dst, name, length)
+                _copy_prefix(ds, dst, length)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -101,22 +108,32 @@ def rebuild_from_checkpoint(path: Path) -> dict[str, int]:
     return dropped
 
 
-def _copy_prefix(src: h5py.Dataset, dst: h5py.File, name: str, length: int) -> None:
-    out = dst.create_dataset(
-        name,
-        shape=(length, *src.shape[1:]),
-        maxshape=(None, *src.shape[1:]),
-        dtype=src.dtype,
-        chunks=src.chunks,
-        compression=src.compression,
-        compression_opts=src.compression_opts,
-        shuffle=src.shuffle,
+def _copy_attributes(src: h5py.Group | h5py.Dataset, dst: h5py.Group | h5py.Dataset) -> None:
+    for key in src.attrs:
+        dst.attrs.create(key, src.attrs[key], dtype=src.attrs.get_id(key).dtype)
+
+
+def _copy_prefix(src: h5py.Dataset, dst: h5py.File, length: int) -> None:
+    """The first ``length`` rows of ``src`` into ``dst`` at the same path, with the same type,
+    chunking, filters and attributes (and its parent groups' attributes)."""
+    parent_path = src.parent.name
+    if parent_path not in dst:
+        dst.create_group(parent_path)
+        _copy_attributes(src.parent, dst[parent_path])
+    space = h5s.create_simple((length, *src.shape[1:]), (h5s.UNLIMITED, *src.shape[1:]))
+    out = h5py.Dataset(
+        h5d.create(dst[parent_path].id, src.name.rsplit("/", 1)[1].encode(), src.id.get_type(),
+                   space, dcpl=src.id.get_create_plist())
     )
-    for key, value in src.attrs.items():
-        out.attrs[key] = value
+    _copy_attributes(src, out)
+    ftype = src.id.get_type()
     for start in range(0, length, _COPY_SLAB_ROWS):
         stop = min(length, start + _COPY_SLAB_ROWS)
-        out[start:stop] = src[start:stop]
+        rows = read_raw(src, start, stop)
+        file_space = out.id.get_space()
+        file_space.select_hyperslab((start, *[0] * (len(src.shape) - 1)),
+                                    (stop - start, *src.shape[1:]))
+        out.id.write(h5s.create_simple(rows.shape), file_space, rows, mtype=ftype)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -3,12 +3,14 @@
 Everything is fixed width because SWMR cannot grow variable-length data safely (vlen strings live
 in HDF5's global heap, which SWMR readers cannot follow): symbols are ``S16``, free text is a fixed
 UTF-8 byte width cut at a character boundary with a ``*_truncated`` flag beside it, and raw bytes
-are a ``uint8`` vector plus their real length (``S`` columns would strip trailing NUL bytes).
-Gzip squeezes the padding, so the width costs little on disk.
+are base64 text plus their real length (pandas decodes every string column as UTF-8, so binary
+bytes in an ``S`` column would make the whole table unreadable there). Gzip squeezes the padding,
+so the width costs little on disk. How tables are laid out in the file: ``sinks.hdf5_layout``.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,8 +23,9 @@ from harness.dead_letters import DeadLetter
 
 log = logging.getLogger("sinks.hdf5")
 
-#: Bumped when the meaning of the internal datasets changes; checked on resume.
-SCHEMA_VERSION = 1
+#: Bumped when the file layout or the meaning of the internal datasets changes; checked on resume.
+#: 2: tables as PyTables tables under ``<name>/table`` (``sinks.hdf5_layout``), v110 format.
+SCHEMA_VERSION = 2
 
 #: Internal datasets live apart from the caller's tables.
 INTERNAL_GROUP = "_sink"
@@ -36,6 +39,8 @@ LATE_EVENTS = "late_events"
 
 #: Raw bytes of a dead letter kept in the file; the full frame stays in the JSONL store if any.
 DEAD_LETTER_RAW_BYTES = 2048
+#: Width of their base64 text.
+DEAD_LETTER_RAW_B64 = 4 * ((DEAD_LETTER_RAW_BYTES + 2) // 3)
 #: Tweet text: 280 characters of up to 4 UTF-8 bytes each.
 TWEET_TEXT_BYTES = 1120
 
@@ -57,8 +62,8 @@ DEAD_LETTERS_DTYPE = np.dtype(
         ("source", "S64"),
         ("time_ns", "i8"),
         ("raw_len", "i8"),  # length of the original frame
-        ("raw_kept", "i4"),  # how many of its bytes are in ``raw``
-        ("raw", "u1", (DEAD_LETTER_RAW_BYTES,)),
+        ("raw_kept", "i4"),  # how many of its bytes are in ``raw_base64``
+        ("raw_base64", f"S{DEAD_LETTER_RAW_B64}"),  # the first bytes of the frame, base64
     ]
 )
 
@@ -253,8 +258,6 @@ class RowConverter:
 
 def dead_letter_row(letter: DeadLetter) -> tuple[Any, ...]:
     kept = letter.raw[:DEAD_LETTER_RAW_BYTES]
-    raw = np.zeros(DEAD_LETTER_RAW_BYTES, np.uint8)
-    raw[: len(kept)] = np.frombuffer(kept, np.uint8)
     return (
         letter.kind,
         letter.reason,
@@ -262,10 +265,10 @@ def dead_letter_row(letter: DeadLetter) -> tuple[Any, ...]:
         letter.time_ns,
         len(letter.raw),
         len(kept),
-        raw,
+        base64.b64encode(kept),
     )
 
 
 def dead_letter_raw(row: np.void) -> bytes:
     """The kept raw bytes of one ``dead_letters`` row (exact, including NUL bytes)."""
-    return bytes(row["raw"][: int(row["raw_kept"])])
+    return base64.b64decode(bytes(row["raw_base64"]))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+from hdf5_helpers import assert_opens_in_pandas_and_pytables
 
 from harness.bench.metrics import decode
 from harness.bench.results import read_results
@@ -63,7 +64,8 @@ def test_bench_run_writes_results_report_and_plots_then_compares(tmp_path: Path)
         (trial["scenario"], trial["transport"], trial["target_rate"])]["e2e_count"]
     assert any(r["warmup"] for r in trial["intervals"])
     with h5py.File(run_dir / "results.h5") as f:  # plain HDF5, readable without our code
-        assert f["summary"].shape == (4,)
+        assert f["summary/table"].shape == (4,)
+    assert_opens_in_pandas_and_pytables(run_dir / "results.h5", ["summary", "max_sustainable"])
 
     report = (run_dir / "report.md").read_text()
     assert "Scenario fixed-500" in report and "![" in report and "| zmq-pushpull |" in report

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hdf5_helpers import assert_opens_in_pandas_and_pytables
 
 from harness.chaos.results import read_chaos
 from sinks.hdf5_reader import read_table
@@ -28,6 +29,7 @@ def test_quick_chaos_run_kafka_exactly_once_zmq_loss_reported_exactly(tmp_path: 
     assert done.returncode in (0, 1), done.stderr[-3000:]
     (run_dir,) = tmp_path.glob("*-chaos")
     metadata, rows = read_chaos(run_dir)
+    assert_opens_in_pandas_and_pytables(run_dir / "chaos.h5", ["chaos"])
     assert metadata["settings"]["quick"] is True and metadata["git_revision"]
     assert (run_dir / "report.md").read_text().count("| processor_kill |") == 2
     by_transport = {r["transport"]: r for r in rows}

@@ -280,9 +280,9 @@ def test_extends_merges_environment_and_never_inherits_depends_on(tmp_path: Path
 
 
 def _h5_rows(path: Path, prefix: str) -> dict[str, int]:
-    with h5py.File(path, "r") as f:
-        return {name: int(f[name].shape[0]) for name in f if name.startswith(prefix)
-                and isinstance(f[name], h5py.Dataset)}
+    with h5py.File(path, "r") as f:  # each table is <name>/table (sinks.hdf5_layout)
+        return {name: int(f[name]["table"].shape[0]) for name in f if name.startswith(prefix)
+                and "table" in f[name]}
 
 
 def run_project(key: str, out: Path, bootstrap: str | None) -> dict[str, Any]:

@@ -138,6 +138,7 @@ def test_killed_writer_file_is_rebuilt_and_unflushed_rows_dropped(tmp_path: Path
     child_code = r"""
 import os, signal, sys, numpy as np
 from sinks.hdf5 import Hdf5Sink
+from sinks.hdf5_layout import TableLayout, write_rows
 from sinks.hdf5_schema import CHECKPOINTS
 T = np.dtype([("ts", "i8"), ("symbol", "S12"), ("price", "f8"), ("qty", "f8")])
 M = np.dtype([("offset", "i8")])
@@ -147,7 +148,8 @@ rows["symbol"] = b"BTCUSDT"; rows["price"] = rows["ts"] * 0.5
 sink.append("trades", rows); sink.append("marks", [(o,) for o in range(0, 100, 10)])
 sink.flush(positions={("trades", 0): 100}, state=b"100")
 # simulate dying between data and commit: rows on disk, a torn (zero) checkpoint record
-ds = sink._datasets["trades"]; ds.resize((150,)); ds[100:] = np.zeros(50, T)
+ds = sink._datasets["trades"]; ds.resize((150,))
+write_rows(ds, 100, np.zeros(50, T), TableLayout.of(T))
 ck = sink._file[CHECKPOINTS]; ck.resize((ck.shape[0] + 1,))
 sink._file.flush()
 os.kill(os.getpid(), signal.SIGKILL)

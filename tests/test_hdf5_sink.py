@@ -15,6 +15,7 @@ import pytest
 from harness.dead_letters import DeadLetters
 from harness.errors import UserError
 from sinks.hdf5 import Hdf5Sink, SinkClosedError, SinkError
+from sinks.hdf5_layout import TableLayout, write_rows
 from sinks.hdf5_reader import open_snapshot, read_frame, read_table
 from sinks.hdf5_schema import TWEET_TEXT_BYTES, Gap, SchemaError, fit_utf8
 
@@ -145,19 +146,27 @@ def test_rows_are_converted_or_rejected_clearly(tmp_path: Path) -> None:
     assert symbols[2] == "ÉTHÉRÉUM-LONG"  # 16 bytes; the next character would not fit
 
 
-@pytest.mark.parametrize("compression", ["gzip", "lzf", None])
-def test_datasets_are_chunked_compressed_and_resizable(tmp_path: Path, compression: str) -> None:
+@pytest.mark.parametrize("compression", ["gzip", None])
+def test_datasets_are_chunked_compressed_checksummed_and_resizable(
+    tmp_path: Path, compression: str
+) -> None:
     path = tmp_path / f"{compression}.h5"
     with Hdf5Sink(path, TABLES, chunk_rows=1000, compression=compression) as sink:  # type: ignore[arg-type]
         sink.append("candles_1m", _candles(2500))
         sink.flush()
     with h5py.File(path, "r") as f:
-        ds = f["candles_1m"]
+        ds = f["candles_1m/table"]
         assert ds.shape == (2500,) and ds.maxshape == (None,)
         assert ds.chunks == (1000,)
         assert ds.compression == compression
-        assert f["dead_letters"].chunks[0] < 1000  # wide rows get smaller chunks
+        assert ds.fletcher32
+        assert f["dead_letters/table"].chunks[0] < 1000  # wide rows get smaller chunks
     np.testing.assert_array_equal(read_table(path, "candles_1m"), _candles(2500))
+
+
+def test_lzf_is_refused_as_no_other_hdf5_reader_has_it(tmp_path: Path) -> None:
+    with pytest.raises(SinkError, match="'gzip' or None"):
+        Hdf5Sink(tmp_path / "x.h5", TABLES, compression="lzf")  # type: ignore[arg-type]
 
 
 def test_run_metadata_is_stored_as_root_attributes(tmp_path: Path) -> None:
@@ -186,9 +195,9 @@ def test_resume_cuts_rows_after_the_last_checkpoint_and_returns_positions(tmp_pa
         sink.append("candles_1m", _candles(3, start=5))
         sink.flush(positions={("trades", 0): 80})  # partition 1 keeps its position
     with h5py.File(path, "r+") as f:  # rows written after the checkpoint, never committed
-        ds = f["candles_1m"]
+        ds = f["candles_1m/table"]
         ds.resize((12,))
-        ds[8:] = _candles(4, start=8)
+        write_rows(ds, 8, _candles(4, start=8), TableLayout.of(CANDLE))
     sink = Hdf5Sink.open_for_resume(path, TABLES, require_positions=True)
     try:
         assert sink.resume_positions() == {("trades", 0): 80, ("trades", 1): 7}
@@ -307,3 +316,18 @@ def test_full_disk_raises_and_reports_nothing_unwritten_as_flushed(tmp_path: Pat
     sink = Hdf5Sink.open_for_resume(path, {"t": np.dtype([("ts", "i8"), ("noise", "f8", (16,))])})
     assert sink.resume_positions() == {("t", 0): result["flushed"]}
     sink.close()
+
+
+def test_file_of_an_older_sink_layout_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "old.h5"
+    Hdf5Sink(path, TABLES).close()
+    with h5py.File(path, "r+") as f:
+        f.attrs["sink_schema_version"] = 1
+    with pytest.raises(SinkError, match=r"has sink layout 1 .*use a new output file"):
+        Hdf5Sink.open_for_resume(path, TABLES)
+
+
+@pytest.mark.parametrize("column", [("x", "O"), ("x", "U8"), ("x", ">i8"), ("x", "M8[ns]")])
+def test_columns_other_readers_could_not_read_are_refused(tmp_path: Path, column: tuple) -> None:
+    with pytest.raises(SinkError, match=r"stored portably|big-endian"):
+        Hdf5Sink(tmp_path / "x.h5", {"t": np.dtype([column])})

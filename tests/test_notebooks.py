@@ -1,27 +1,30 @@
-"""The notebooks run top to bottom on freshly generated data, in a real Jupyter kernel.
+"""The notebooks run top to bottom, exactly as committed, on the output of real short runs.
 
-Data: the pipeline over ZeroMQ on synthetic input (``harness run``, the README's command; or,
-with ``HARNESS_NOTEBOOK_DATA=compose`` or before ``run`` existed, the application services of
-compose/zmq.yml started as local processes: the same stage commands),
-and a tiny real ``harness bench`` run. Parameters are injected by replacing the cell tagged
-``parameters``. ``HARNESS_UPDATE_DOCS_IMG=1`` also writes each notebook's figure (the cell
-tagged ``readme-figure``) to docs/img/<notebook>.png for the README.
+They are executed unmodified in a real Jupyter kernel from a copy of the repository's layout:
+``notebooks/`` beside ``output/runs/<time>/zmq/{market,sentiment}.h5`` with ``output/latest``
+pointing at that run (what ``harness run``/``harness demo`` leave) and ``results/<run>/`` from a
+tiny real ``harness bench``. The data: ~8 s of the synthetic pipeline over ZeroMQ (``harness run``;
+with ``HARNESS_NOTEBOOK_DATA=compose`` the application services of compose/zmq.yml started as
+local processes instead) -- a short run, so the notebooks' short-run handling is what runs -- and
+a bench with ONE offered rate, the case whose panels used to come out empty.
+``HARNESS_UPDATE_DOCS_IMG=1`` also writes each notebook's figure (the cell tagged
+``readme-figure``) to docs/img/<notebook>.png for the README.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+from hdf5_helpers import short_run
 
-from harness.cli import build_parser
 from harness.compose_check import load_project, local_endpoints, run_locally
 from transports.embedded_broker import free_tcp_port
 
@@ -30,10 +33,11 @@ NOTEBOOKS = ROOT / "notebooks"
 DOCS_IMG = ROOT / "docs" / "img"
 NAMES = ("market", "sentiment", "transport_comparison")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RUN_NAME = "20260101-000000"
 
-TINY_WORKLOAD = """\
+ONE_RATE_WORKLOAD = """\
 name: notebook-smoke
-description: two rates, two transports, one second each (exercises the notebook, not a result)
+description: one rate, two transports, one second each (exercises the notebook, not a result)
 transports: [kafka-python, zmq-pushpull]
 payload: binance
 kafka: {acks: all, linger_ms: 5}
@@ -41,15 +45,8 @@ warmup_s: 0.5
 duration_s: 1
 drain_timeout_s: 2
 scenarios:
-  - {name: r500, rate: 500}
-  - {name: r2000, rate: 2000}
+  - {name: r1000, rate: 1000}
 """
-
-
-def _subcommands() -> set[str]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    return set(sub.choices)
 
 
 @pytest.fixture(scope="module")
@@ -66,58 +63,75 @@ def kernel_name() -> str:
 
 
 @pytest.fixture(scope="module")
-def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """market.h5 and sentiment.h5 from ~8 s of the synthetic pipeline over ZeroMQ."""
-    out = tmp_path_factory.mktemp("pipeline")
-    if "run" in _subcommands() and os.environ.get("HARNESS_NOTEBOOK_DATA") != "compose":
-        cmd = [sys.executable, "-m", "harness.cli", "run", "--transport", "zmq", "--source",
-               "synthetic", "--duration", "8", "--output-dir", str(out)]
-        done = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stderr[-3000:]
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository's layout the notebooks expect: notebooks/, output/, results/."""
+    root = tmp_path_factory.mktemp("repo")
+    shutil.copytree(NOTEBOOKS, root / "notebooks")
+    return root
+
+
+def _pipeline_run(scratch: Path) -> Path:
+    """The folder holding market.h5 and sentiment.h5 of ~8 s of the pipeline over ZeroMQ."""
+    if os.environ.get("HARNESS_NOTEBOOK_DATA") != "compose":
+        return short_run(scratch, 8)
     else:
         project = load_project(ROOT / "compose" / "zmq.yml",
                                env={"HARNESS_SOURCE": "synthetic",
                                     "BINANCE_SYNTHETIC_RATE": "100",
                                     "TWITTER_SYNTHETIC_RATE": "20"})
-        (out / "dead-letters").mkdir()
+        (scratch / "dead-letters").mkdir()
         for name in ("candles-processor", "sentiment-processor"):
             project.services[name]["environment"]["HARNESS_IDLE_EXIT"] = "3"
         codes = run_locally(
             project,
             [(("candles-processor", "sentiment-processor"), 30.0),
              (("binance-producer", "twitter-producer"), 8.0)],
-            local_endpoints(project, {}, free_tcp_port), {"/output": out}, out, settle_s=0.5)
-        logs = "\n".join((out / f"{n}.log").read_text()[-2000:] for n in codes)
+            local_endpoints(project, {}, free_tcp_port), {"/output": scratch}, scratch,
+            settle_s=0.5)
+        logs = "\n".join((scratch / f"{n}.log").read_text()[-2000:] for n in codes)
         assert set(codes.values()) == {0}, (codes, logs)
-    found = {name: sorted(out.rglob(name)) for name in ("market.h5", "sentiment.h5")}
+    found = {name: sorted(scratch.rglob(name)) for name in ("market.h5", "sentiment.h5")}
     assert all(len(paths) == 1 for paths in found.values()), found
-    folder = found["market.h5"][0].parent  # harness run writes <output-dir>/<transport>/
+    folder = found["market.h5"][0].parent
     assert found["sentiment.h5"][0].parent == folder
     return folder
 
 
 @pytest.fixture(scope="module")
-def bench_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (tiny) ``harness bench`` run folder: Kafka (embedded broker) and ZeroMQ."""
-    work = tmp_path_factory.mktemp("bench")
+def pipeline_output(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """output/runs/<time>/zmq/ from a real run, and output/latest -> runs/<time>."""
+    folder = _pipeline_run(tmp_path_factory.mktemp("pipeline"))
+    run = tree / "output" / "runs" / RUN_NAME
+    run.mkdir(parents=True)
+    shutil.copytree(folder, run / "zmq")
+    (tree / "output" / "latest").symlink_to(Path("runs") / RUN_NAME, target_is_directory=True)
+    return run / "zmq"
+
+
+@pytest.fixture(scope="module")
+def bench_results(tree: Path) -> Path:
+    """results/<time>-notebook-smoke/ from a real (tiny) ``harness bench``: Kafka and ZeroMQ."""
+    work = tree / "bench-work"
+    work.mkdir()
     workload = work / "notebook-smoke.yaml"
-    workload.write_text(TINY_WORKLOAD)
+    workload.write_text(ONE_RATE_WORKLOAD)
     cmd = [sys.executable, "-m", "harness.cli", "bench", str(workload),
-           "--results-dir", str(work / "results")]
+           "--results-dir", str(tree / "results")]
     env = {k: v for k, v in os.environ.items() if k != "HARNESS_KAFKA_BOOTSTRAP"}
     done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=240, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    return work / "results"
+    return tree / "results"
 
 
-def execute(name: str, parameters: str, kernel: str) -> nbformat.NotebookNode:
+def execute(tree: Path, name: str, kernel: str) -> nbformat.NotebookNode:
+    """Run ``tree/notebooks/<name>.ipynb`` as committed, from its own folder."""
     from nbclient import NotebookClient
 
-    book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
-    cell.source = textwrap.dedent(parameters).strip()
+    path = tree / "notebooks" / f"{name}.ipynb"
+    assert path.read_bytes() == (NOTEBOOKS / f"{name}.ipynb").read_bytes()  # unmodified
+    book = nbformat.read(path, as_version=4)
     client = NotebookClient(book, timeout=180, kernel_name=kernel,
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+                            resources={"metadata": {"path": str(path.parent)}})
     client.execute()  # raises CellExecutionError with the cell and traceback on failure
     return book
 
@@ -136,8 +150,8 @@ def figure_png(book: nbformat.NotebookNode) -> bytes:
     return png
 
 
-def run_notebook(name: str, parameters: str, kernel: str) -> dict[str, Any]:
-    book = execute(name, parameters, kernel)
+def run_notebook(tree: Path, name: str, kernel: str) -> dict[str, Any]:
+    book = execute(tree, name, kernel)
     book.metadata["harness_name"] = name
     text = "\n".join(o.get("text", "") for c in book.cells for o in c.get("outputs", [])
                      if o.get("output_type") == "stream")
@@ -156,6 +170,8 @@ def test_notebook_is_committed_without_outputs_and_has_one_parameter_cell(name: 
     tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
     assert tagged == [code[0]], "exactly one parameter cell, the first code cell"
     assert '"/' not in tagged[0].source, "default paths relative to notebooks/ (../output)"
+    if name != "transport_comparison":  # one variable chooses the transport, at the top
+        assert tagged[0].source.splitlines()[1].startswith('TRANSPORT = "zmq"')
     assert book.metadata["kernelspec"]["name"] == "python3"
 
 
@@ -163,40 +179,25 @@ def test_notebook_is_committed_without_outputs_and_has_one_parameter_cell(name: 
 
 
 @pytest.mark.slow
-def test_market_notebook_plots_candles_volume_and_trade_counts(
-        pipeline_output: Path, kernel_name: str) -> None:
-    result = run_notebook("market", f"""
-        MARKET_H5 = "{pipeline_output / 'market.h5'}"
-        SYMBOL = "btcusdt"
-        WINDOW = "1s"
-        LAST_N = 120
-    """, kernel_name)
-    assert "candles for btcusdt" in result["text"]
+def test_market_notebook_picks_a_window_with_candles_on_a_short_run(
+        tree: Path, pipeline_output: Path, kernel_name: str) -> None:
+    result = run_notebook(tree, "market", kernel_name)
+    assert "candles for BTCUSDT" in result["text"]
+    assert "showing 1s" in result["text"]  # 8 s hold one or two 1-minute candles: too few
+    assert str(pipeline_output / "market.h5") in result["text"]  # read through output/latest
 
 
 @pytest.mark.slow
 def test_sentiment_notebook_joins_tweets_with_price_windows(
-        pipeline_output: Path, kernel_name: str) -> None:
-    import h5py
-
-    with h5py.File(pipeline_output / "sentiment.h5", "r") as f:  # harness run also has 1 s
-        window = "1s" if "sentiment_1s" in f else "1m"
-    result = run_notebook("sentiment", f"""
-        SENTIMENT_H5 = "{pipeline_output / 'sentiment.h5'}"
-        MARKET_H5 = "{pipeline_output / 'market.h5'}"
-        WINDOW = "{window}"
-        COINS = ["BTC", "ETH"]
-        QUOTE = "USDT"
-    """, kernel_name)
-    assert "coins in the file" in result["text"]
+        tree: Path, pipeline_output: Path, kernel_name: str) -> None:
+    result = run_notebook(tree, "sentiment", kernel_name)
+    assert "coins in the file" in result["text"] and "showing 1s" in result["text"]
 
 
 @pytest.mark.slow
 @pytest.mark.kafka
-def test_transport_comparison_notebook_reads_a_real_bench_run(
-        bench_results: Path, kernel_name: str) -> None:
-    result = run_notebook("transport_comparison", f"""
-        RESULTS_DIR = "{bench_results}"
-        RUN = ""
-    """, kernel_name)
-    assert "4 trials, 4 ok" in result["text"]
+def test_transport_comparison_notebook_reads_a_real_bench_run_with_one_rate(
+        tree: Path, bench_results: Path, kernel_name: str) -> None:
+    result = run_notebook(tree, "transport_comparison", kernel_name)
+    assert "2 trials, 2 ok" in result["text"]
+    assert "one offered rate (1,000 msg/s)" in result["text"]

@@ -4,7 +4,7 @@
 revision, host, versions, settings; tables written by the same writer) with one ``/chaos`` table:
 a row per scenario x transport. It is named ``chaos.h5`` rather than ``results.h5`` so the
 benchmark notebook's "newest results.h5" lookup keeps finding benchmark runs; read it with
-``read_chaos`` (or ``pandas.DataFrame(h5py.File(p)["chaos"][()])``).
+``read_chaos``, ``pd.read_hdf(p, "chaos")`` or PyTables.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from typing import Any
 
 import h5py
 
-from harness.bench.results import _read_table, _write_table, host_metadata
+from harness.bench.results import (
+    create_results_file,
+    host_metadata,
+    read_table,
+    write_root_attributes,
+    write_table,
+)
 from harness.chaos.scenarios import ScenarioResult
 
 COLUMNS = ("delivered", "lost", "duplicated", "reordered", "reported_lost", "reported_net",
@@ -31,20 +37,16 @@ def chaos_metadata(settings: dict[str, Any]) -> dict[str, Any]:
 def write_chaos(path: Path, results: list[ScenarioResult], metadata: dict[str, Any],
                 partial: bool) -> None:
     tmp = path.with_suffix(".h5.tmp")
-    with h5py.File(tmp, "w") as f:
-        meta = {**metadata, "partial": partial}
-        f.attrs["metadata"] = json.dumps(meta, default=str)
-        for key in ("git_revision", "host", "cpu_count", "started"):
-            f.attrs[key] = meta.get(key, "")
-        f.attrs["partial"] = partial
-        _write_table(f, "chaos", [r.row() for r in results])
+    with create_results_file(tmp) as f:
+        write_root_attributes(f, {**metadata, "partial": partial})
+        write_table(f, "chaos", [r.row() for r in results])
     os.replace(tmp, path)
 
 
 def read_chaos(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     file = path / "chaos.h5" if path.is_dir() else path
     with h5py.File(file, "r") as f:
-        return json.loads(f.attrs["metadata"]), _read_table(f, "chaos")
+        return json.loads(f.attrs["metadata"]), read_table(f, "chaos")
 
 
 def _fmt(value: Any) -> str:

@@ -32,7 +32,7 @@ from producers.binance.service import (
 from producers.binance.synthetic import SyntheticMarket
 from producers.binance.topics import stream_names
 from producers.recording import RecordedFrame, RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter, write_summary
+from producers.run_control import PaceTracker, ProgressReporter, StopAfter, write_summary
 from transports import open_transport
 from transports.base import new_producer_id
 
@@ -88,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     frames: Iterable[RecordedFrame] | None = None
+    pace = PaceTracker()
     if cfg["source"] == "replay":
         if cfg["recording"] is None:
             raise UserError("--source replay needs --recording PATH")
-        frames = _checked_recording(cfg["recording"], cfg["speed"])
+        frames = _checked_recording(cfg["recording"], cfg["speed"], pace)
     elif cfg["source"] == "synthetic":
         start_ms = cfg["start_ms"] or time.time_ns() // 1_000_000
         try:
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        frames = paced(market.frames(), 1.0 if cfg["rate"] > 0 else 0.0)
+        frames = paced(market.frames(), 1.0 if cfg["rate"] > 0 else 0.0, pace)
 
     producer_id = cfg["producer_id"] or new_producer_id("binance")
     store = dead_letter_store(cfg["output_dir"], producer_id)
@@ -151,17 +152,17 @@ def run(args: argparse.Namespace) -> int:
         progress.final()
         write_summary(
             cfg["summary_json"], producer_id, publisher.published_by_topic,
-            pipeline.counters.summary(),
+            pipeline.counters.summary(), pace,
         )
     if dead.total:
         print(f"  dead letters: {dead.total} in {store.path}", file=sys.stderr)
     return 0
 
 
-def _checked_recording(path: Path, speed: float) -> Iterator[RecordedFrame]:
+def _checked_recording(path: Path, speed: float, pace: PaceTracker) -> Iterator[RecordedFrame]:
     """Open the recording now so an unreadable file fails before anything starts."""
     frames = read_recording(path)
     first = next(frames, None)  # raises UserError for a missing/unreadable file
     if first is None:
         raise UserError(f"recording {path} holds no frames")
-    return paced(itertools.chain([first], frames), speed)
+    return paced(itertools.chain([first], frames), speed, pace)

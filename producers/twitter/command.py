@@ -27,7 +27,13 @@ from harness.dead_letters import DeadLetters, JsonlDeadLetterStore
 from harness.errors import UserError
 from harness.settings import Setting, add_settings, describe, parse_csv, parse_speed, resolve
 from producers.recording import RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter, stop_on_signals, write_summary
+from producers.run_control import (
+    PaceTracker,
+    ProgressReporter,
+    StopAfter,
+    stop_on_signals,
+    write_summary,
+)
 from producers.twitter.schema import Frame
 from producers.twitter.service import SOURCE_NAME, TOPIC, TweetPipeline, run
 from producers.twitter.synthetic import (
@@ -105,21 +111,23 @@ def _check_recording(path_text: str | None) -> Path:
     return path
 
 
-def replay_frames(path: Path, speed: float) -> Iterator[Frame]:
+def replay_frames(path: Path, speed: float, pace: PaceTracker | None = None) -> Iterator[Frame]:
     """The recorded bodies, re-encoded to the exact bytes received, at ``speed``."""
-    for rec in paced(read_recording(path), speed):
+    for rec in paced(read_recording(path), speed, pace):
         yield Frame(rec.recv_ns, rec.raw.encode("utf-8"))
 
 
-def build_frames(cfg: dict[str, Any], stop: StopAfter) -> Iterator[Frame]:
+def build_frames(
+    cfg: dict[str, Any], stop: StopAfter, pace: PaceTracker | None = None
+) -> Iterator[Frame]:
     source = cfg["source"]
     if source == "synthetic":
         gen = TweetGenerator(seed=cfg["seed"], start_ms=cfg["start_ms"] or time.time_ns() // 10**6,
                              rate=cfg["rate"] if cfg["rate"] > 0 else 1000.0)
         return synthetic_frames(gen, cfg["rate"], stop, cfg["tweet_fields"],
-                                cfg["user_fields"] or None)
+                                cfg["user_fields"] or None, tracker=pace)
     if source == "replay":
-        return replay_frames(_check_recording(cfg["recording"]), cfg["speed"])
+        return replay_frames(_check_recording(cfg["recording"]), cfg["speed"], pace)
     return _live_frames(cfg, stop)
 
 
@@ -159,7 +167,8 @@ def main(args: argparse.Namespace) -> int:
     for line in describe(cfg, SETTINGS):
         print(f"twitter producer: {line}", file=sys.stderr)
     stop = StopAfter(cfg["duration"], cfg["max_messages"])
-    frames = build_frames(cfg, stop)  # user errors (token, recording) before opening anything
+    pace = PaceTracker()
+    frames = build_frames(cfg, stop, pace)  # user errors (token, recording) before opening anything
     producer_id = cfg["producer_id"] or new_producer_id("twitter")
     name = producer_id if producer_id.startswith("twitter") else f"twitter-{producer_id}"
     store = JsonlDeadLetterStore(Path(cfg["output_dir"]) / "dead_letters" / f"{name}.jsonl.gz")
@@ -182,7 +191,7 @@ def main(args: argparse.Namespace) -> int:
                 publisher.close()
             write_summary(
                 cfg["summary_json"], producer_id, publisher.published_by_topic,
-                pipeline.snapshot(),
+                pipeline.snapshot(), pace,
             )
     finally:
         store.close()

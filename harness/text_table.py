@@ -71,6 +71,7 @@ def wrap(text: str, width: int | None = TERMINAL_WIDTH) -> str:
     for line in text.splitlines() or [""]:
         indent = line[: len(line) - len(line.lstrip())]
         lines.append(textwrap.fill(line.strip(), width, initial_indent=indent,
-                                   subsequent_indent=indent + ("  " if indent else ""))
+                                   subsequent_indent=indent + ("  " if indent else ""),
+                                   break_long_words=False, break_on_hyphens=False)
                      if line.strip() else "")
     return "\n".join(lines)

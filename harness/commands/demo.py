@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
             render_table(summaries, width=None) + "\n\n" + verdict + "\n")
     print("\n" + render_table(summaries))
     print("\n" + wrap(verdict))
-    print(f"\nRun folder: {run_dir} (also {Path(values['output_dir']) / LATEST}); full table "
-          f"and verdict in demo-summary.txt")
+    print(wrap(f"\nRun folder (also {Path(values['output_dir']) / LATEST}; the full table and "
+               f"the verdict are in its demo-summary.txt): {run_dir}"))
     print(wrap("HDF5 output, per transport: <run folder>/<transport>/market.h5 (trades, "
                "candles_*, tickers_*, book_*) and sentiment.h5 (tweets, sentiment_*). Open "
                "notebooks/market.ipynb, sentiment.ipynb to explore them; `make bench` compares "

@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
     (run_dir / values["transport"] / "summary.txt").write_text(
         render_table([summary], width=None) + "\n\n" + verdict + "\n")
     print("\n" + wrap(verdict))
-    print("\n" + wrap(f"HDF5 output: {summary['output']}/market.h5, sentiment.h5; logs and "
-                      f"summaries beside them ({time.monotonic() - started:.0f} s)"))
+    print(f"\nHDF5 output (market.h5, sentiment.h5, logs/ and summaries; "
+          f"{time.monotonic() - started:.0f} s):\n  {summary['output']}")
     for failure in summary["failed"]:
         print(f"stage failed: {failure}", file=sys.stderr)
     return 1 if summary["failed"] else 0

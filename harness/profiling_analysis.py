@@ -52,7 +52,8 @@ BLOCKING_BUILTIN = re.compile(
 #: pyzmq's compiled calls show as Python functions; their own time is the wait inside libzmq.
 ZMQ_BLOCKING = frozenset({"poll", "zmq_poll", "recv", "recv_multipart", "send", "send_multipart"})
 
-#: CPU (including time runnable but waiting for a free core) above this share of wall = CPU-bound.
+#: The profiled thread on a core or runnable (waiting for a free one) above this share of wall
+#: time = CPU-bound.
 CPU_BOUND_RATIO = 0.7
 #: A waiting process is attributed to the transport or the disk above this share of wall time.
 WAIT_SHARE = 0.25
@@ -175,16 +176,38 @@ def verdict(
     transport_s: float,
     sink_s: float,
     blocked_s: float = 0.0,
+    thread_cpu_s: float | None = None,
+    thread_runqueue_s: float | None = None,
 ) -> Verdict:
-    """Why the process took as long as it did, with the figures behind the call."""
+    """Why the process took as long as it did, with the figures behind the call.
+
+    "CPU-bound" is a property of the profiled (main) thread, the one doing the stage's work:
+    it was on a core or runnable for at least ``CPU_BOUND_RATIO`` of wall time. Its own
+    scheduler counters (``thread_cpu_s``, ``thread_runqueue_s``, Linux schedstat) say that
+    directly. Without them the process-wide figures are an upper bound only, because CPU and
+    runqueue time add up over every thread (a client's I/O threads too); then the thread's time
+    in blocking calls caps it: a thread blocked 55 % of the time is busy 45 % at most, whatever
+    the process's CPU/wall. Being runnable while waiting for a core still counts as CPU-bound
+    (the thread wanted the CPU); the reason says how much of it was the machine being busy.
+    """
     wall = max(wall_s, 1e-9)
-    busy = (cpu_s + runqueue_s) / wall
-    figures = (
-        f"CPU {cpu_s / wall:.0%} of wall"
-        + (f" (+{runqueue_s / wall:.0%} runnable, waiting for a core)" if runqueue_s > 0 else "")
-        + f"; inside transport calls {transport_s / wall:.0%}, sink writes {sink_s / wall:.0%}"
-    )
+    blocked = blocked_s / wall
+    if thread_cpu_s is not None:
+        on_cpu, runnable = thread_cpu_s / wall, (thread_runqueue_s or 0.0) / wall
+        busy = on_cpu + runnable
+        figures = (f"main thread on a core {on_cpu:.0%} of wall"
+                   + (f" (+{runnable:.0%} runnable, waiting for a core)" if runnable > 0 else "")
+                   + f", process CPU (all threads) {cpu_s / wall:.0%}")
+    else:
+        on_cpu, runnable = cpu_s / wall, runqueue_s / wall
+        busy = min(on_cpu + runnable, 1.0 - blocked)
+        figures = (f"CPU {on_cpu:.0%} of wall (all threads)"
+                   + (f" (+{runnable:.0%} runnable, waiting for a core)" if runnable > 0 else ""))
+    figures += (f"; main thread blocked {blocked:.0%}; inside transport calls "
+                f"{transport_s / wall:.0%}, sink writes {sink_s / wall:.0%}")
     if busy >= CPU_BOUND_RATIO:
+        if runnable > on_cpu:
+            figures += "; mostly waiting for a core: the machine is busy"
         return Verdict("CPU-bound", figures)
     if transport_s >= sink_s and transport_s >= WAIT_SHARE * wall:
         return Verdict("waiting on the transport", figures)
@@ -192,7 +215,7 @@ def verdict(
         return Verdict("waiting on disk", figures)
     return Verdict(
         "waiting elsewhere",
-        figures + f"; blocked in sleep/select/lock/socket calls {blocked_s / wall:.0%} "
+        figures + "; the blocked time is in sleep/select/lock/socket calls elsewhere "
         "(pacing, idle sources, other threads)",
     )
 
@@ -224,6 +247,15 @@ def _short(filename: str) -> str:
         return filename[len(REPO_DIR):]
     parts = Path(filename).parts
     return os.sep.join(parts[-2:]) if len(parts) >= 2 else filename
+
+
+def thread_schedstat_s(tid: int) -> tuple[float, float] | None:
+    """(on-CPU, runnable-waiting) seconds of one thread of this process, or None (not Linux)."""
+    try:
+        fields = Path(f"/proc/self/task/{tid}/schedstat").read_text().split()
+        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def sum_runqueue_wait_s(task_dirs: Iterable[Path]) -> float:

@@ -52,8 +52,8 @@ BLOCKING_BUILTIN = re.compile(
 #: pyzmq's compiled calls show as Python functions; their own time is the wait inside libzmq.
 ZMQ_BLOCKING = frozenset({"poll", "zmq_poll", "recv", "recv_multipart", "send", "send_multipart"})
 
-#: The profiled thread on a core or runnable (waiting for a free one) above this share of wall
-#: time = CPU-bound.
+#: The profiled thread computing above this share of the time it was not waiting for a core
+#: (on a core vs blocked) = CPU-bound.
 CPU_BOUND_RATIO = 0.7
 #: A waiting process is attributed to the transport or the disk above this share of wall time.
 WAIT_SHARE = 0.25
@@ -181,33 +181,38 @@ def verdict(
 ) -> Verdict:
     """Why the process took as long as it did, with the figures behind the call.
 
-    "CPU-bound" is a property of the profiled (main) thread, the one doing the stage's work:
-    it was on a core or runnable for at least ``CPU_BOUND_RATIO`` of wall time. Its own
-    scheduler counters (``thread_cpu_s``, ``thread_runqueue_s``, Linux schedstat) say that
-    directly. Without them the process-wide figures are an upper bound only, because CPU and
-    runqueue time add up over every thread (a client's I/O threads too); then the thread's time
-    in blocking calls caps it: a thread blocked 55 % of the time is busy 45 % at most, whatever
-    the process's CPU/wall. Being runnable while waiting for a core still counts as CPU-bound
-    (the thread wanted the CPU); the reason says how much of it was the machine being busy.
+    "CPU-bound" is a property of the profiled (main) thread, the one doing the stage's work.
+    Its wall time splits into on a core, runnable (waiting for a free core: the machine is
+    busy) and off-CPU (blocked: waiting for input, a lock, a sleep). It is CPU-bound when it
+    computed at least ``CPU_BOUND_RATIO`` of the time it was not waiting for a core: a busy
+    machine stretches wall time but does not turn a waiting stage into a computing one. The
+    thread's own scheduler counters (``thread_cpu_s``, ``thread_runqueue_s``, Linux schedstat)
+    give the split directly. Without them the process-wide CPU and runqueue figures add up over
+    every thread (a client's I/O threads too), so the thread's own time in blocking calls
+    (``blocked_s``) bounds the split: a thread blocked 55 % of the time computed 45 % at most,
+    whatever the process's CPU/wall.
     """
     wall = max(wall_s, 1e-9)
-    blocked = blocked_s / wall
+    blocked = min(blocked_s / wall, 1.0)
     if thread_cpu_s is not None:
         on_cpu, runnable = thread_cpu_s / wall, (thread_runqueue_s or 0.0) / wall
-        busy = on_cpu + runnable
-        figures = (f"main thread on a core {on_cpu:.0%} of wall"
-                   + (f" (+{runnable:.0%} runnable, waiting for a core)" if runnable > 0 else "")
-                   + f", process CPU (all threads) {cpu_s / wall:.0%}")
+        off_cpu = max(1.0 - on_cpu - runnable, 0.0)
+        figures = (f"main thread on a core {on_cpu:.0%} of wall, runnable waiting for a core "
+                   f"{runnable:.0%}, off-CPU {off_cpu:.0%}; process CPU (all threads) "
+                   f"{cpu_s / wall:.0%}")
     else:
-        on_cpu, runnable = cpu_s / wall, runqueue_s / wall
-        busy = min(on_cpu + runnable, 1.0 - blocked)
-        figures = (f"CPU {on_cpu:.0%} of wall (all threads)"
+        runnable = min(runqueue_s / wall, 1.0)
+        on_cpu = min(cpu_s / wall, 1.0 - blocked)
+        off_cpu = max(blocked, 1.0 - on_cpu - runnable)
+        figures = (f"CPU {cpu_s / wall:.0%} of wall (all threads)"
                    + (f" (+{runnable:.0%} runnable, waiting for a core)" if runnable > 0 else ""))
-    figures += (f"; main thread blocked {blocked:.0%}; inside transport calls "
-                f"{transport_s / wall:.0%}, sink writes {sink_s / wall:.0%}")
-    if busy >= CPU_BOUND_RATIO:
-        if runnable > on_cpu:
-            figures += "; mostly waiting for a core: the machine is busy"
+    computing = on_cpu / max(on_cpu + off_cpu, 1e-9)
+    figures += (f"; computing {computing:.0%} of the time not waiting for a core; main thread "
+                f"blocked {blocked:.0%}; inside transport calls {transport_s / wall:.0%}, sink "
+                f"writes {sink_s / wall:.0%}")
+    if runnable >= 0.25:
+        figures += f"; the machine is busy ({runnable:.0%} of wall waiting for a core)"
+    if computing >= CPU_BOUND_RATIO:
         return Verdict("CPU-bound", figures)
     if transport_s >= sink_s and transport_s >= WAIT_SHARE * wall:
         return Verdict("waiting on the transport", figures)

@@ -201,8 +201,13 @@ def pipeline_verdict(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
             out.append("Transport hop (publish -> processor receive), per percentile:")
             out += [f"  {line}" for line in sentences]
     out += _pipeline_delivery(summaries)
-    out += pace_sentences(summaries)
-    return out
+    return _warnings_first(out + pace_sentences(summaries))
+
+
+def _warnings_first(lines: list[str]) -> list[str]:
+    """A missed target rate undoes every comparison after it: say it first."""
+    return [x for x in lines if x.startswith("WARNING")] + \
+        [x for x in lines if not x.startswith("WARNING")]
 
 
 def _pipeline_quantiles(latency: Mapping[str, Any]) -> dict[float, Quantile | None]:
@@ -308,8 +313,7 @@ def bench_verdict(summary: Sequence[Mapping[str, Any]],
                   for r in failed]
         out.append(f"Scenario {name} ({_describe_load(rows[0])}):")
         out += [f"  {line}" for line in lines]
-    out += bench_pace_sentences(summary)
-    return out
+    return _warnings_first(out + bench_pace_sentences(summary))
 
 
 def _trial_key(row: Mapping[str, Any]) -> tuple[str, str, float, str]:
@@ -539,8 +543,8 @@ def compare_verdict(a_summary: Sequence[Mapping[str, Any]],
         if va and vb and max(va, vb) / min(va, vb) >= THROUGHPUT_NOISE_RATIO:
             out.append(f"Max sustainable throughput of {key[1]} ({key[0]}): {vb:,.0f} msg/s in "
                        f"B vs {va:,.0f} in A ({vb / va:.2f}x).")
-    out += bench_pace_sentences(a_summary, "A") + bench_pace_sentences(b_summary, "B")
-    return out
+    return _warnings_first(
+        out + bench_pace_sentences(a_summary, "A") + bench_pace_sentences(b_summary, "B"))
 
 
 def _key(row: Mapping[str, Any]) -> tuple[str, str, float]:

@@ -13,7 +13,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
+
+if TYPE_CHECKING:
+    from harness.heartbeat import Heartbeat
 
 T = TypeVar("T")
 
@@ -169,7 +172,11 @@ def paced(
 
 
 class ProgressReporter:
-    """Prints one line every ``every_s`` seconds (and a final one) to stderr; never per message."""
+    """Prints one line every ``every_s`` seconds (and a final one) to stderr; never per message.
+
+    With a ``heartbeat`` (``harness.heartbeat.Heartbeat``) it also keeps the service's liveness
+    file fresh: the main loop's ticks are what the compose healthcheck sees.
+    """
 
     def __init__(
         self,
@@ -177,22 +184,30 @@ class ProgressReporter:
         counters: Callable[[], Mapping[str, object]],
         every_s: float = 5.0,
         stream: TextIO | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.label = label
         self._counters = counters
         self.every_s = every_s
         self._stream = stream
+        self._heartbeat = heartbeat
         self._start = time.monotonic()
         self._next = self._start + every_s
+        self._due = min(self._next, self._start + (heartbeat.every_s if heartbeat else every_s))
         self._last_published = 0
         self._last_time = self._start
 
     def tick(self) -> None:
         """Cheap to call per message: compares one clock reading."""
         now = time.monotonic()
-        if now >= self._next:
-            self._next = now + self.every_s
-            self._report(now, final=False)
+        if now >= self._due:
+            if self._heartbeat is not None:
+                self._heartbeat.beat()
+            if now >= self._next:
+                self._next = now + self.every_s
+                self._report(now, final=False)
+            beat = now + self._heartbeat.every_s if self._heartbeat else self._next
+            self._due = min(self._next, beat)
 
     def final(self) -> None:
         self._report(time.monotonic(), final=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 from harness.dead_letters import DeadLetters
 from harness.errors import UserError
+from harness.heartbeat import Heartbeat
+from harness.run_history import expand_output
 from harness.settings import Setting, add_settings, describe, parse_csv, parse_speed, resolve
 from producers.binance.live import (
     DEFAULT_ENDPOINT,
@@ -60,13 +62,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_messages", 0, "stop after publishing this many messages (0 = no limit)", parse=int
     ),
-    Setting("output_dir", Path("output"), "folder for dead letters", parse=Path),
+    Setting("output_dir", "output", "folder for dead letters ({transport} becomes the "
+            "transport's folder name: kafka, zmq, ...)"),
     Setting("producer_id", "", "producer id in envelopes (default: host-pid-random)"),
     Setting("max_connection_age", 23.5 * 3600, "live: rotate connections after s", parse=float),
     Setting("stall_timeout", 60.0, "live: reconnect after s without a frame", parse=float),
     Setting("max_skew_ms", DEFAULT_MAX_SKEW_MS, "reject E this far from receive time", parse=int),
     Setting("progress_every", 5.0, "seconds between progress lines", parse=float),
     Setting("summary_json", None, "write the final counts (per topic) as JSON to this path"),
+    Setting("heartbeat", None, "touch this file every few seconds while running (checked by "
+            "`harness health FILE`, the compose healthcheck)"),
 )
 
 
@@ -108,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         frames = paced(market.frames(), 1.0 if cfg["rate"] > 0 else 0.0, pace)
 
     producer_id = cfg["producer_id"] or new_producer_id("binance")
-    store = dead_letter_store(cfg["output_dir"], producer_id)
+    store = dead_letter_store(Path(expand_output(cfg["output_dir"], cfg["transport"])),
+                              producer_id)
     dead = DeadLetters(SOURCE_NAME, store.write)
     recorder = RecordingWriter(cfg["record"]) if cfg["record"] else None
     transport = open_transport(cfg["transport"])
@@ -122,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     )
     stop = StopAfter(cfg["duration"], cfg["max_messages"])
     progress = ProgressReporter(
-        f"binance {cfg['source']}", pipeline.counters.summary, every_s=cfg["progress_every"]
+        f"binance {cfg['source']}", pipeline.counters.summary, every_s=cfg["progress_every"],
+        heartbeat=Heartbeat(cfg["heartbeat"]),
     )
     try:
         with sigint_stops(stop):

@@ -25,6 +25,8 @@ from typing import Any
 
 from harness.dead_letters import DeadLetters, JsonlDeadLetterStore
 from harness.errors import UserError
+from harness.heartbeat import Heartbeat
+from harness.run_history import expand_output
 from harness.settings import Setting, add_settings, describe, parse_csv, parse_speed, resolve
 from producers.recording import RecordingWriter, paced, read_recording
 from producers.run_control import (
@@ -82,9 +84,12 @@ SETTINGS: tuple[Setting, ...] = (
             parse_int),
     Setting("topic", TOPIC, "topic to publish to"),
     Setting("producer_id", "", "producer id in envelopes (default: host-pid-random)"),
-    Setting("output_dir", "output", "where dead letters are written"),
+    Setting("output_dir", "output", "where dead letters are written ({transport} becomes the "
+            "transport's folder name: kafka, zmq, ...)"),
     Setting("progress_every", 5.0, "seconds between progress lines", parse_float),
     Setting("summary_json", None, "write the final counts (per topic) as JSON to this path"),
+    Setting("heartbeat", None, "touch this file every few seconds while running (checked by "
+            "`harness health FILE`, the compose healthcheck)"),
 )
 
 
@@ -171,7 +176,8 @@ def main(args: argparse.Namespace) -> int:
     frames = build_frames(cfg, stop, pace)  # user errors (token, recording) before opening anything
     producer_id = cfg["producer_id"] or new_producer_id("twitter")
     name = producer_id if producer_id.startswith("twitter") else f"twitter-{producer_id}"
-    store = JsonlDeadLetterStore(Path(cfg["output_dir"]) / "dead_letters" / f"{name}.jsonl.gz")
+    out = Path(expand_output(cfg["output_dir"], cfg["transport"]))
+    store = JsonlDeadLetterStore(out / "dead_letters" / f"{name}.jsonl.gz")
     recorder = RecordingWriter(Path(cfg["record"])) if cfg["record"] else None
     try:
         with open_transport(cfg["transport"]) as transport, stop_on_signals(stop):
@@ -182,7 +188,8 @@ def main(args: argparse.Namespace) -> int:
                     recorder=recorder,
                 )
                 progress = ProgressReporter("twitter producer", pipeline.snapshot,
-                                            cfg["progress_every"])
+                                            cfg["progress_every"],
+                                            heartbeat=Heartbeat(cfg["heartbeat"]))
                 try:
                     run(frames, pipeline, stop, progress)
                 finally:

@@ -368,23 +368,21 @@ def test_validator_catches_healthchecks_that_can_never_pass(
     (tmp_path / ".env.example").write_text("")
     compose = write(tmp_path / "c.yml", """
         name: t
+        x-app: &app
+          build: {context: ., target: app}
+          image: dual-transport-harness:t
+          restart: unless-stopped
         services:
           silent:
-            build: {context: ., target: app}
-            image: dual-transport-harness:t
-            restart: unless-stopped
+            <<: *app
             command: [process, candles]
             healthcheck: {test: [CMD, harness, health, /tmp/beat]}
           elsewhere:
-            build: {context: ., target: app}
-            image: dual-transport-harness:t
-            restart: unless-stopped
+            <<: *app
             command: [process, candles, --heartbeat, /tmp/other]
             healthcheck: {test: [CMD, harness, health, /tmp/beat, --max-age, "5"]}
           misspelt:
-            build: {context: ., target: app}
-            image: dual-transport-harness:t
-            restart: unless-stopped
+            <<: *app
             command: [process, candles, --heartbeat, /tmp/beat]
             healthcheck: {test: [CMD, harness, health, /tmp/beat, --max-agee, "60"]}
           unchecked:

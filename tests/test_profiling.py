@@ -44,21 +44,15 @@ with profile_process(settings, "test", mode):
         n = 0
         while time.monotonic() < end:
             n += sum(i * i for i in range(2000))
-    elif mode == "idle":
-        transport = open_transport(sys.argv[5])
-        subscriber = transport.subscriber(["nobody-sends-here"])
-        while time.monotonic() < end:
-            assert subscriber.poll(100, timeout=0.1) == []
-        subscriber.close()
-        transport.close()
-    elif mode == "idle_beside_busy_thread":
-        # the stage's thread waits on the transport while another thread burns a core: the
-        # process's CPU/wall is high, yet the stage is not CPU-bound
-        import threading
-        def spin():
-            while time.monotonic() < end:
-                sum(i * i for i in range(2000))
-        threading.Thread(target=spin, daemon=True).start()
+    elif mode in ("idle", "idle_beside_busy_thread"):
+        if mode == "idle_beside_busy_thread":
+            # the stage's thread waits on the transport while another thread burns a core:
+            # the process's CPU/wall is high, yet the stage is not CPU-bound
+            import threading
+            def spin():
+                while time.monotonic() < end:
+                    sum(i * i for i in range(2000))
+            threading.Thread(target=spin, daemon=True).start()
         transport = open_transport(sys.argv[5])
         subscriber = transport.subscriber(["nobody-sends-here"])
         while time.monotonic() < end:

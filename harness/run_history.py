@@ -74,13 +74,37 @@ def run_folder(
         runs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {runs}: {exc.strerror or exc}") from None
-    path = _claim(runs, output_dir / LATEST, run_name, overwrite)
+    latest = output_dir / LATEST
+    created = not _existed(runs, run_name, latest, overwrite)
+    path = _claim(runs, latest, run_name, overwrite)
+    previous = os.readlink(latest) if latest.is_symlink() else None
     with _locked(path):
         if overwrite:
             for name in replaces:
                 _remove(path / name)
         point_latest(output_dir, path)
-        yield path
+        try:
+            yield path
+        except UserError:
+            if created:  # a setting mistake stops a run before it measures anything
+                _remove(path)
+                _restore_latest(output_dir, previous)
+            raise
+
+
+def _existed(runs: Path, run_name: str | None, latest: Path, overwrite: bool) -> bool:
+    """Whether this run reuses a folder that existed before it (so it must never remove it)."""
+    if run_name is not None:
+        return (runs / run_name).exists()
+    return overwrite and latest.is_dir()
+
+
+def _restore_latest(output_dir: Path, previous: str | None) -> None:
+    if previous is None:
+        with contextlib.suppress(FileNotFoundError):
+            (output_dir / LATEST).unlink()
+    else:
+        _link_latest(output_dir, previous)
 
 
 def _claim(runs: Path, latest: Path, run_name: str | None, overwrite: bool) -> Path:
@@ -129,13 +153,16 @@ def _locked(path: Path) -> Iterator[None]:
 
 def point_latest(output_dir: Path, path: Path) -> None:
     """Make ``output_dir/latest`` a relative symlink to ``path`` (atomic rename over the old)."""
-    latest = output_dir / LATEST
-    _check_latest(latest)
+    _check_latest(output_dir / LATEST)
+    _link_latest(output_dir, os.path.relpath(path, output_dir))
+
+
+def _link_latest(output_dir: Path, target: str) -> None:
     tmp = output_dir / f".{LATEST}.{os.getpid()}.tmp"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    os.symlink(os.path.relpath(path, output_dir), tmp)
-    os.replace(tmp, latest)
+    os.symlink(target, tmp)
+    os.replace(tmp, output_dir / LATEST)
 
 
 def _check_latest(latest: Path) -> None:

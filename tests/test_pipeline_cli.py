@@ -139,3 +139,13 @@ def test_runs_starting_in_the_same_second_get_folders_of_their_own(
     with pytest.raises(history.UserError, match="letters, digits"), \
             run_folder(tmp_path, "../escape"):
         pass
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_a_setting_mistake_leaves_no_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert short_run(tmp_path, out, "--run-name", "kept").returncode == 0
+    done = short_run(tmp_path, out, "--source", "replay")  # no --binance-recording
+    assert done.returncode == 2 and "--binance-recording" in done.stderr
+    assert [p.name for p in (out / "runs").iterdir()] == ["kept"]
+    assert os.readlink(out / "latest") == "runs/kept"

@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.bench.report import TableData, fmt_int, fmt_ms
 from harness.bench.results import RunData
-from harness.verdict import compare_verdict
+from harness.bench.verdict import compare_verdict
 
 METRICS = (("consumed msg/s", "cons_rate", fmt_int), ("p50 ms", "e2e_p50", fmt_ms),
            ("p99 ms", "e2e_p99", fmt_ms), ("p99.9 ms", "e2e_p99_9", fmt_ms),

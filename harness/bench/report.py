@@ -19,8 +19,8 @@ matplotlib.use("Agg")  # no display here; must precede pyplot
 import matplotlib.pyplot as plt
 
 from harness.bench.results import RunData
+from harness.bench.verdict import bench_verdict
 from harness.text_table import TERMINAL_WIDTH, render
-from harness.verdict import bench_verdict
 
 PCTS = (("p50", "e2e_p50"), ("p90", "e2e_p90"), ("p99", "e2e_p99"), ("p99.9", "e2e_p99_9"),
         ("p99.99", "e2e_p99_99"), ("max", "e2e_max"))

@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "harness.commands.bench",
     "harness.commands.chaos",
     "harness.commands.profile",
+    "harness.commands.health",
 )
 
 

@@ -349,6 +349,44 @@ def check_harness_service(parser: argparse.ArgumentParser, name: str,
             parse_url(transport, option_spec(transport))
         except (TransportError, ComposeError) as exc:
             problems.append(f"{name}: transport {transport!r}: {exc}")
+    return problems + check_heartbeat_healthcheck(parser, name, service, resolved)
+
+
+def healthcheck_argv(service: Mapping[str, Any]) -> list[str] | None:
+    """The healthcheck's ``harness`` arguments (``["CMD", "harness", ...]``), else None."""
+    test = (service.get("healthcheck") or {}).get("test")
+    if isinstance(test, list) and len(test) > 2 and test[:2] == ["CMD", "harness"]:
+        return [str(t) for t in test[2:]]
+    return None
+
+
+def check_heartbeat_healthcheck(parser: argparse.ArgumentParser, name: str,
+                                service: Mapping[str, Any],
+                                resolved: Mapping[str, Any]) -> list[str]:
+    """A ``harness health FILE`` healthcheck must parse, and FILE must be the file the
+    service's own ``--heartbeat`` touches, often enough for ``--max-age``."""
+    argv = healthcheck_argv(service)
+    if argv is None:
+        return []
+    try:
+        args = parse_command(parser, argv)
+    except ComposeError as exc:
+        return [f"{name}: healthcheck 'harness {' '.join(argv)}': {exc}"]
+    if argv[0] != "health":
+        return [f"{name}: healthcheck runs 'harness {argv[0]}', not 'harness health'"]
+    from harness.heartbeat import BEAT_EVERY_S
+
+    problems = []
+    beating = resolved.get("heartbeat")
+    if beating is None:
+        problems.append(f"{name}: healthcheck reads {args.heartbeat} but the service runs "
+                        "without --heartbeat, so it can never be healthy")
+    elif str(beating) != args.heartbeat:
+        problems.append(f"{name}: healthcheck reads {args.heartbeat} but the service beats "
+                        f"{beating}")
+    if args.max_age < 3 * BEAT_EVERY_S:
+        problems.append(f"{name}: healthcheck --max-age {args.max_age:g} s is under three "
+                        f"heartbeats ({3 * BEAT_EVERY_S:g} s): a busy moment would fail it")
     return problems
 
 
@@ -450,12 +488,88 @@ def start_order(project: Project) -> list[str]:
     return order
 
 
+def is_long_running(service: Mapping[str, Any]) -> bool:
+    """Restarted by compose = meant to stay up (one-shots say ``restart: "no"``)."""
+    return str(service.get("restart", "no")) != "no"
+
+
+def check_healthcheck(name: str, service: Mapping[str, Any]) -> list[str]:
+    check = service.get("healthcheck") or {}
+    if not is_long_running(service) or check.get("disable"):
+        return []
+    test = check.get("test")
+    if not isinstance(test, list) or not test or test[0] not in ("CMD", "CMD-SHELL"):
+        return [f"{name}: a long-running service needs a healthcheck (test: [CMD, ...])"]
+    return []
+
+
+#: Compose features these files may use, and the Docker Compose release that introduced each.
+COMPOSE_FEATURES: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("top-level name", (2, 3, 0)),
+    ("env_file entries with path/required", (2, 24, 0)),
+)
+_STATED_VERSION = re.compile(r"Docker Compose v?(\d+)\.(\d+)(?:\.(\d+))? or later")
+
+
+def project_sources(project: Project) -> list[Path]:
+    """The project's files and every file their services extend."""
+    found: list[Path] = []
+    todo = list(project.files)
+    while todo:
+        path = todo.pop()
+        if path in found:
+            continue
+        found.append(path)
+        for service in (_read_yaml(path).get("services") or {}).values():
+            ext = (service or {}).get("extends")
+            if isinstance(ext, dict) and "file" in ext:
+                todo.append((path.parent / ext["file"]).resolve())
+    return found
+
+
+def features_used(paths: Iterable[Path]) -> list[tuple[str, tuple[int, int, int]]]:
+    used = set()
+    for path in paths:
+        data = _read_yaml(path)
+        if "name" in data:
+            used.add("top-level name")
+        for key, value in data.items():
+            nodes = [value] if key.startswith("x-") else []
+            nodes += list((data.get("services") or {}).values()) if key == "services" else []
+            for node in nodes:
+                env_file = node.get("env_file") if isinstance(node, dict) else None
+                if isinstance(env_file, list | dict) and any(
+                        isinstance(e, dict) for e in (env_file if isinstance(env_file, list)
+                                                      else [env_file])):
+                    used.add("env_file entries with path/required")
+    return [(f, v) for f, v in COMPOSE_FEATURES if f in used]
+
+
+def check_compose_version(project: Project) -> list[str]:
+    """Every file states the oldest Docker Compose that reads the project (its newest feature),
+    since older releases fail `config` without saying why."""
+    sources = project_sources(project)
+    used = features_used(sources)
+    if not used:
+        return []
+    feature, needed = max(used, key=lambda fv: fv[1])
+    problems = []
+    for path in sources:
+        match = _STATED_VERSION.search(path.read_text())
+        stated = tuple(int(g or 0) for g in match.groups()) if match else None
+        if stated is None or stated < needed:
+            problems.append(f"{path.name}: must say 'Docker Compose "
+                            f"{'.'.join(map(str, needed))} or later' ({feature} needs it)")
+    return problems
+
+
 def problems(project: Project, parser: argparse.ArgumentParser) -> list[str]:
     """Everything wrong with ``project`` that can be seen without running a container."""
-    found: list[str] = []
+    found: list[str] = check_compose_version(project)
     for name, service in project.services.items():
         found += check_image(project, name, service)
         found += check_files(project, name, service)
+        found += check_healthcheck(name, service)
         if is_harness_service(service):
             found += check_harness_service(parser, name, service)
         if service.get("restart") not in (None, "no", "always", "unless-stopped") and \
@@ -527,6 +641,37 @@ def local_endpoints(project: Project, brokers: Mapping[str, str],
     return out
 
 
+def service_paths(paths: Mapping[str, Path], log_dir: Path, name: str) -> dict[str, Path]:
+    """``paths`` plus a private ``/tmp`` per service, as each container has its own."""
+    private = log_dir / f"{name}.tmp"
+    private.mkdir(parents=True, exist_ok=True)
+    return {**paths, "/tmp": private}
+
+
+def start_locally(project: Project, name: str, endpoints: Mapping[str, str],
+                  paths: Mapping[str, Path], log_dir: Path,
+                  env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """One service's command as a local process; its log is log_dir/<name>.log."""
+    argv, service_env = local_command(project.services[name], endpoints,
+                                      service_paths(paths, log_dir, name))
+    with (log_dir / f"{name}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", *argv],
+            env={**os.environ, **service_env, **(env or {})}, stdout=log,
+            stderr=subprocess.STDOUT, cwd=log_dir)
+
+
+def run_healthcheck_locally(project: Project, name: str, paths: Mapping[str, Path],
+                            log_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Run a harness service's ``harness health ...`` healthcheck as Docker would, locally."""
+    argv = healthcheck_argv(project.services[name])
+    if argv is None:
+        raise ComposeError(f"{name}: no 'harness' healthcheck")
+    local, _ = local_command({"command": argv}, {}, service_paths(paths, log_dir, name))
+    return subprocess.run([sys.executable, "-m", "harness.cli", *local], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
 def run_locally(project: Project, waves: Sequence[tuple[Sequence[str], float]],
                 endpoints: Mapping[str, str], paths: Mapping[str, Path], log_dir: Path,
                 settle_s: float = 1.0, timeout_s: float = 120.0) -> dict[str, int]:
@@ -536,13 +681,10 @@ def run_locally(project: Project, waves: Sequence[tuple[Sequence[str], float]],
     try:
         for names, duration in waves:
             for name in names:
-                argv, env = local_command(project.services[name], endpoints, paths)
-                env.setdefault("HARNESS_DURATION", f"{duration:g}")
-                with (log_dir / f"{name}.log").open("wb") as log:
-                    procs[name] = subprocess.Popen(
-                        [sys.executable, "-m", "harness.cli", *argv],
-                        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                        cwd=log_dir)
+                duration_env = {"HARNESS_DURATION": f"{duration:g}"}
+                own = project.services[name].get("environment") or {}
+                procs[name] = start_locally(project, name, endpoints, paths, log_dir,
+                                            {} if "HARNESS_DURATION" in own else duration_env)
             time.sleep(settle_s)
         return {name: proc.wait(timeout=timeout_s) for name, proc in procs.items()}
     finally:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -47,7 +46,7 @@ FED_BY = {"candles": "binance", "sentiment": "twitter"}
 @dataclass
 class PipelineConfig:
     transport: str  # "kafka", "kafka-confluent", "zmq" or "zmq-pubsub"
-    output_dir: Path
+    run_dir: Path  # this run's folder (harness.run_history); output goes to <run_dir>/<transport>
     source: str = "synthetic"  # synthetic | replay | live
     duration_s: float = 20.0
     trade_rate: float = 2000.0  # synthetic trades/s (0 = as fast as possible)
@@ -64,7 +63,6 @@ class PipelineConfig:
     #: (and the runner, after the producers exited, for a processor that got none).
     end_grace_s: float = 30.0
     with_twitter: bool = True
-    fresh: bool = True  # delete previous output of this transport first
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -133,7 +131,7 @@ def transport_urls(cfg: PipelineConfig) -> Iterator[dict[str, tuple[str, str]]]:
             url = f"{scheme}://{bootstrap}"
             yield {"market": (url, url), "tweets": (url, url)}
             return
-        broker = EmbeddedBroker(log_path=cfg.output_dir / cfg.transport / "broker.log")
+        broker = EmbeddedBroker(log_path=cfg.run_dir / cfg.transport / "logs" / "broker.log")
         broker.start()
         url = f"{scheme}://{broker.bootstrap}"
         try:
@@ -156,7 +154,7 @@ def transport_urls(cfg: PipelineConfig) -> Iterator[dict[str, tuple[str, str]]]:
 
 
 def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> list[Child]:
-    out = cfg.output_dir / cfg.transport
+    out = cfg.run_dir / cfg.transport
     logs = out / "logs"
     h = harness_argv()
     children = [
@@ -244,10 +242,8 @@ class PipelineResult:
 
 
 def run_pipeline(cfg: PipelineConfig, progress: Any = None) -> PipelineResult:
-    out = cfg.output_dir / cfg.transport
-    if cfg.fresh and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cfg.run_dir / cfg.transport  # never deleted here: the run folder is this run's own
+    (out / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **cfg.extra_env}
     started = time.monotonic()
     with transport_urls(cfg) as urls, StopRequest().installed() as stop:

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.text_table import TERMINAL_WIDTH, render
+from harness.verdict import percentile_interval
+
 if TYPE_CHECKING:
     from harness.pipeline import PipelineResult
 
@@ -38,7 +41,7 @@ def _lost(published: int, processor: dict[str, Any]) -> int | None:
     return published - delivered
 
 
-def latency_percentiles(path: Path) -> dict[str, float]:
+def latency_percentiles(path: Path) -> dict[str, Any]:
     """Transport hop (publish -> processor receive) in ms from the trades table."""
     from sinks.hdf5_reader import read_table
 
@@ -52,8 +55,13 @@ def latency_percentiles(path: Path) -> dict[str, float]:
         return {}
     hop = (trades["receive_time_ns"] - trades["publish_time_ns"]) / 1e6
     values = np.percentile(hop, PERCENTILES)
-    out = {f"p{p:g}": float(v) for p, v in zip(PERCENTILES, values, strict=True)}
+    out: dict[str, Any] = {f"p{p:g}": float(v) for p, v in zip(PERCENTILES, values, strict=True)}
     out["max"] = float(hop.max())
+    # what the verdict needs to tell a difference from noise: the samples behind each
+    # percentile and its 95 % confidence interval
+    out["count"] = len(hop)
+    out["ci"] = {f"p{p:g}": [float(v) for v in np.percentile(hop, percentile_interval(p, len(hop)))]
+                 for p in PERCENTILES}
     return out
 
 
@@ -92,18 +100,22 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
         "rows": rows,
         "latency_ms": latency_percentiles(result.output / "market.h5"),
         "sink_hop_ms": candles.get("sink_hop_ms", {}),
+        # target vs achieved msg/s per producer: a missed target means a busy machine
+        "pace": {name: stages[name]["pace"] for name in ("binance", "twitter")
+                 if isinstance(stages.get(name, {}).get("pace"), dict)},
         "failed": result.failed,
     }
 
 
-def render_table(summaries: list[dict[str, Any]]) -> str:
-    """A plain side-by-side table (one column per transport) for terminals and the README."""
+def render_table(summaries: list[dict[str, Any]], width: int | None = TERMINAL_WIDTH) -> str:
+    """A plain side-by-side table (one column per transport) for terminals and the README;
+    ``width=None`` never splits it (report files)."""
     lines = [
-        ("", [s["transport"] for s in summaries]),
         ("market msgs published", [s["market_published"] for s in summaries]),
         ("market msgs received", [s["market_received"] for s in summaries]),
         ("market lost (exact)", [s["market_lost"] for s in summaries]),
         ("market duplicates", [s["market_duplicates"] for s in summaries]),
+        ("binance msg/s: sent / target", [_pace(s, "binance") for s in summaries]),
         ("tweets published", [s["tweets_published"] for s in summaries]),
         ("tweets lost (exact)", [s["tweets_lost"] for s in summaries]),
         ("candles_1s rows", [s["rows"].get("candles_1s", 0) for s in summaries]),
@@ -125,14 +137,18 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
              [_fmt_ms(s["sink_hop_ms"].get(p)) for s in summaries])
         )
     lines.append(("wall seconds", [s["seconds"] for s in summaries]))
-    width = max(len(label) for label, _ in lines)
-    cols = [max(len(str(v)) for v in col) for col in zip(*(vals for _, vals in lines), strict=True)]
-    out = []
-    for label, values in lines:
-        cells = "  ".join(str(v).rjust(w) for v, w in zip(values, cols, strict=True))
-        out.append(f"{label.ljust(width)}  {cells}")
-    return "\n".join(out)
+    return render(["", *(s["transport"] for s in summaries)],
+                  [[label, *("-" if v is None else v for v in values)] for label, values in lines],
+                  width=width)
 
 
 def _fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _pace(summary: dict[str, Any], producer: str) -> str:
+    pace = summary.get("pace", {}).get(producer, {})
+    achieved, target = pace.get("achieved_rate"), pace.get("target_rate")
+    if achieved is None:
+        return "-"
+    return f"{achieved:,.0f} / {target:,.0f}" if target else f"{achieved:,.0f} / max"

@@ -222,6 +222,8 @@ class ProfileSession:
         self._started_wall = time.perf_counter()
         self._started_cpu = _cpu_times()
         self._started_runqueue = _runqueue_s()
+        self._thread_id = threading.get_native_id()  # the thread doing the stage's work
+        self._started_thread = analysis.thread_schedstat_s(self._thread_id)
         if self.settings.sampler == "pyinstrument":
             from pyinstrument import Profiler
 
@@ -259,6 +261,9 @@ class ProfileSession:
         wall_s = time.perf_counter() - self._started_wall
         user_s, sys_s = (a - b for a, b in zip(_cpu_times(), self._started_cpu, strict=True))
         runqueue_s = max(_runqueue_s() - self._started_runqueue, 0.0)
+        thread_now = analysis.thread_schedstat_s(self._thread_id)
+        thread = None if thread_now is None or self._started_thread is None else tuple(
+            max(a - b, 0.0) for a, b in zip(thread_now, self._started_thread, strict=True))
         files: dict[str, str] = {}
         breakdown = analysis.Breakdown()
         profiler_name = self.settings.sampler
@@ -288,7 +293,8 @@ class ProfileSession:
             memory = self._memory_report() if self.settings.memory else None
             files["json"] = str(self.base.with_suffix(".json"))
             files["txt"] = str(self.base.with_suffix(".txt"))
-            report = self._report(wall_s, user_s, sys_s, runqueue_s, breakdown, memory, files)
+            report = self._report(wall_s, user_s, sys_s, runqueue_s, breakdown, memory, files,
+                                  thread)
             report["profiler"] = profiler_name
             Path(files["txt"]).write_text(text + "\n" + summary_text(report))
             Path(files["json"]).write_text(json.dumps(report, indent=2) + "\n")
@@ -305,6 +311,7 @@ class ProfileSession:
         breakdown: analysis.Breakdown,
         memory: dict[str, Any] | None,
         files: dict[str, str],
+        thread: tuple[float, ...] | None = None,
     ) -> dict[str, Any]:
         cats = breakdown.categories
         transport_s = cats.get("transport_receive", 0.0) + cats.get("transport_send", 0.0)
@@ -316,8 +323,10 @@ class ProfileSession:
             "sink": sink_s,
             "own": max(wall_s - transport_s - sink_s, 0.0),
         }
+        thread_cpu_s, thread_runqueue_s = thread if thread else (None, None)
         decided = analysis.verdict(
-            wall_s, cpu_s, runqueue_s, transport_s, sink_s, breakdown.blocked_s
+            wall_s, cpu_s, runqueue_s, transport_s, sink_s, breakdown.blocked_s,
+            thread_cpu_s, thread_runqueue_s,
         )
         return {
             "process": self.name,
@@ -332,6 +341,9 @@ class ProfileSession:
             "cpu_sys_s": sys_s,
             "cpu_wall_ratio": cpu_s / wall_s if wall_s > 0 else 0.0,
             "runqueue_wait_s": runqueue_s,
+            # the profiled thread alone (Linux schedstat), what the verdict is based on
+            "main_thread_cpu_s": thread_cpu_s,
+            "main_thread_runqueue_s": thread_runqueue_s,
             "seconds": seconds,
             "share_of_wall": analysis.shares(seconds, wall_s),
             "blocked_in_builtins_s": breakdown.blocked_s,
@@ -385,6 +397,9 @@ def summary_text(report: dict[str, Any]) -> str:
         f"(user {report['cpu_user_s']:.2f}, sys {report['cpu_sys_s']:.2f}), "
         f"CPU/wall {report['cpu_wall_ratio']:.2f}, waiting for a core "
         f"{report['runqueue_wait_s']:.2f} s",
+        *([f"main thread (the verdict's basis): on a core {report['main_thread_cpu_s']:.2f} s, "
+           f"runnable waiting for a core {report['main_thread_runqueue_s']:.2f} s"]
+          if report.get("main_thread_cpu_s") is not None else []),
         f"transport receive {share['transport_receive']:.1%}, transport send "
         f"{share['transport_send']:.1%}, sink {share['sink']:.1%}, own code {share['own']:.1%} "
         "of wall",

@@ -54,8 +54,8 @@ def summary_table(directory: Path) -> str:
     reports = load_reports(directory)
     if not reports:
         return f"{directory}: no profiles (run with harness --profile {directory} ...)\n"
-    header = ("process", "transport", "wall s", "CPU s", "CPU/wall", "recv %", "send %",
-              "sink %", "own %", "blocked %", "peak RSS MiB", "verdict")
+    header = ("process", "transport", "wall s", "CPU s", "CPU/wall", "main busy %", "recv %",
+              "send %", "sink %", "own %", "blocked %", "peak RSS MiB", "verdict")
     rows = [header] + [_row(r) for r in reports]
     return _table(rows) + "\n" + _hot_spots(reports)
 
@@ -69,6 +69,7 @@ def comparison_table(folders: Sequence[tuple[str, Path]]) -> str:
     metrics = (
         ("wall s", lambda r: f"{r['wall_s']:.1f}"),
         ("CPU/wall", lambda r: f"{r['cpu_wall_ratio']:.2f}"),
+        ("main busy %", _main_busy),
         ("in transport %", lambda r: _pct(r["share_of_wall"]["transport_receive"]
                                           + r["share_of_wall"]["transport_send"])),
         ("in sink %", lambda r: _pct(r["share_of_wall"]["sink"])),
@@ -99,6 +100,9 @@ def _merge(reports: list[dict[str, Any]]) -> dict[str, Any] | None:
         "blocked_share": sum(r.get("blocked_share", 0.0) * r["wall_s"] for r in reports) / wall,
         "wall_s": max(r["wall_s"] for r in reports),
         "cpu_wall_ratio": sum(r["cpu_s"] for r in reports) / wall,
+        "main_busy_share": None if any(r.get("main_thread_cpu_s") is None for r in reports)
+        else sum(r["main_thread_cpu_s"] + (r.get("main_thread_runqueue_s") or 0.0)
+                 for r in reports) / wall,
         "share_of_wall": shares,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in reports),
         "verdict": " / ".join(verdicts) + f" ({len(reports)} processes)",
@@ -113,7 +117,7 @@ def _row(r: dict[str, Any]) -> list[str]:
     share = r["share_of_wall"]
     return [
         r["process"], str(r.get("transport") or "-"), f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}",
-        f"{r['cpu_wall_ratio']:.2f}", _pct(share["transport_receive"]),
+        f"{r['cpu_wall_ratio']:.2f}", _main_busy(r), _pct(share["transport_receive"]),
         _pct(share["transport_send"]), _pct(share["sink"]), _pct(share["own"]),
         _pct(r.get("blocked_share", 0.0)), f"{r['peak_rss_mb']:.0f}", str(r["verdict"]),
     ]
@@ -126,6 +130,16 @@ def _hot_spots(reports: list[dict[str, Any]]) -> str:
                              r.get("own_time_by_package", [])[:6])
         lines.append(f"  {r['process']}: {packages or '-'}")
     return "\n".join(lines) + "\n"
+
+
+def _main_busy(r: dict[str, Any]) -> str:
+    """The profiled thread's on-core + runnable share of wall (what "CPU-bound" rests on)."""
+    if "main_busy_share" in r:  # several processes merged
+        return "-" if r["main_busy_share"] is None else _pct(r["main_busy_share"])
+    cpu, runnable = r.get("main_thread_cpu_s"), r.get("main_thread_runqueue_s")
+    if cpu is None or not r.get("wall_s"):
+        return "-"
+    return _pct((cpu + (runnable or 0.0)) / r["wall_s"])
 
 
 def _pct(fraction: float) -> str:

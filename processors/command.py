@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
+from harness.heartbeat import Heartbeat
+from harness.run_history import expand_output
 from harness.settings import (
     Setting,
     add_settings,
@@ -43,7 +43,8 @@ def settings_for(kind: str) -> list[Setting]:
     return [
         Setting("transport", DEFAULT_ENDPOINTS[kind], "transport URL to consume from"),
         Setting("output", DEFAULT_OUTPUTS[kind], "HDF5 file to write (resumed if it exists); "
-                "{hostname} and {pid} are replaced, so scaled replicas get one file each",
+                "{transport} becomes the transport's folder name (kafka, zmq, ...), {hostname} "
+                "and {pid} are replaced too, so scaled replicas get one file each",
                 parse=non_empty_path),
         Setting("group", None, "Kafka consumer group to share work (default: read all "
                 "partitions by assignment and resume from the file's positions)"),
@@ -66,6 +67,8 @@ def settings_for(kind: str) -> list[Setting]:
                 parse=non_negative_float),
         Setting("summary_json", None, "also write the final summary as JSON to this path"),
         Setting("quiet", False, "no progress lines", parse=parse_bool),
+        Setting("heartbeat", None, "touch this file every few seconds while running (checked "
+                "by `harness health FILE`, the compose healthcheck)"),
     ]
 
 
@@ -98,11 +101,7 @@ def run(kind: str, args: argparse.Namespace) -> int:
     from processors.windowing import parse_windows
 
     parse_windows(parse_csv(values["windows"]))  # a bad window: one-line error before connecting
-    output = Path(
-        str(values["output"]).replace("{hostname}", socket.gethostname()).replace(
-            "{pid}", str(os.getpid())
-        )
-    )
+    output = Path(expand_output(str(values["output"]), values["transport"]))
     summary = run_stage(
         _make_stage(kind, values),
         values["transport"],
@@ -118,6 +117,7 @@ def run(kind: str, args: argparse.Namespace) -> int:
         ),
         run_metadata={"settings": json.dumps(redacted(values, specs))},
         progress=None if values["quiet"] else _progress,
+        heartbeat=Heartbeat(values["heartbeat"]).beat,
     )
     text = json.dumps(summary.as_dict(), sort_keys=True)
     print(text, flush=True)

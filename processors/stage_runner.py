@@ -292,8 +292,12 @@ def run_stage(
     limits: RunLimits | None = None,
     run_metadata: Mapping[str, Any] | None = None,
     progress: Callable[[StageSummary], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
 ) -> StageSummary:
-    """Run one stage until a limit, SIGTERM/SIGINT or end of input; returns its summary."""
+    """Run one stage until a limit, SIGTERM/SIGINT or end of input; returns its summary.
+
+    ``heartbeat`` is called once per loop turn (at least every poll timeout): a liveness signal
+    that stops when the loop does."""
     limits = limits or RunLimits()
     started = time.monotonic()
     stop = _StopFlag()
@@ -332,6 +336,8 @@ def run_stage(
     try:
         while not stop.stop:
             batch = subscriber.poll(limits.batch_size, timeout=0.2)
+            if heartbeat is not None:
+                heartbeat()
             now = time.monotonic()
             if batch:
                 last_message = now

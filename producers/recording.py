@@ -20,6 +20,7 @@ from typing import IO
 import orjson
 
 from harness.errors import UserError
+from producers.run_control import PaceTracker
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +82,30 @@ def read_recording(path: Path, tolerant: bool = True) -> Iterator[RecordedFrame]
         raise UserError(f"{path}: cannot read recording ({exc})") from None
 
 
-def paced(frames: Iterator[RecordedFrame], speed: float) -> Iterator[RecordedFrame]:
+def paced(
+    frames: Iterator[RecordedFrame], speed: float, tracker: PaceTracker | None = None
+) -> Iterator[RecordedFrame]:
     """Yield frames at ``speed`` x their recorded pace; ``speed <= 0`` means as fast as possible.
 
     Pacing follows the recorded receive times against one start instant, so a slow consumer of
-    this iterator catches up instead of drifting (no accumulated sleep error).
+    this iterator catches up instead of drifting (no accumulated sleep error). ``tracker``
+    records each frame's intended and actual time (did the producer keep pace?).
     """
     if speed <= 0:
-        yield from frames
+        for frame in frames:
+            if tracker is not None:
+                tracker.item(None)
+            yield frame
         return
     start_wall = time.perf_counter_ns()
     first_recv: int | None = None
     for frame in frames:
         if first_recv is None:
             first_recv = frame.recv_ns
-        due = start_wall + (frame.recv_ns - first_recv) / speed
-        delay = (due - time.perf_counter_ns()) / 1e9
+        offset = (frame.recv_ns - first_recv) / speed
+        delay = (start_wall + offset - time.perf_counter_ns()) / 1e9
         if delay > 0:
             time.sleep(delay)
+        if tracker is not None:
+            tracker.item(offset)
         yield frame

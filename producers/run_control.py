@@ -13,9 +13,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from transports.base import Publisher, PublishInterrupted, TransportError
+
+if TYPE_CHECKING:
+    from harness.heartbeat import Heartbeat
 
 T = TypeVar("T")
 #: How long a producer that stops cleanly may take to announce the end of its streams (a PUSH
@@ -121,10 +124,74 @@ def announce_end(publisher: Publisher, label: str, timeout: float = END_ANNOUNCE
     return True
 
 
-def paced(items: Iterable[T], rate: float, stop: StopAfter | None = None) -> Iterator[T]:
+#: A producer more than this share below its target rate did not keep pace (as in bench).
+PACE_TOLERANCE = 0.05
+
+
+class PaceTracker:
+    """Whether a producer kept its source's intended pace: target vs achieved rate, lag.
+
+    A paced source gives every item an intended time from one start instant. A producer that
+    cannot keep up (a busy machine, a slow publish) yields items late; the lag at the last item
+    says by how much. Rates use the span from the first to the last item, so start-up before
+    the first item and waiting after the last one do not count:
+    target = items / intended span, achieved = items / actual span. A run whose producer missed
+    its target compares machines, not transports, so ``harness run`` and ``demo`` say so.
+    """
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.paced = False
+        self._start_ns = 0
+        self._last_intended_ns = 0
+        self._last_actual_ns = 0
+        self.max_lag_ns = 0
+
+    def item(self, intended_offset_ns: float | None) -> None:
+        """One item handed out; ``intended_offset_ns`` after the first item (None: unpaced)."""
+        now = time.perf_counter_ns()
+        if self.items == 0:
+            self._start_ns = now
+        self.items += 1
+        actual = now - self._start_ns
+        self._last_actual_ns = actual
+        if intended_offset_ns is None:
+            return
+        self.paced = True
+        intended = int(intended_offset_ns)
+        self._last_intended_ns = intended
+        self.max_lag_ns = max(self.max_lag_ns, actual - intended)
+
+    def summary(self, tolerance: float = PACE_TOLERANCE) -> dict[str, object]:
+        """JSON-ready: target/achieved msg/s (None when unknown), lag, and whether on pace."""
+        intervals = self.items - 1
+        achieved = intervals / (self._last_actual_ns / 1e9) if intervals and \
+            self._last_actual_ns > 0 else None
+        target = intervals / (self._last_intended_ns / 1e9) if intervals and self.paced and \
+            self._last_intended_ns > 0 else None
+        on_pace = None if target is None or achieved is None else \
+            achieved >= (1.0 - tolerance) * target
+        return {
+            "items": self.items,
+            "target_rate": target,
+            "achieved_rate": achieved,
+            "lag_s": max(self._last_actual_ns - self._last_intended_ns, 0) / 1e9
+            if self.paced else None,
+            "max_lag_s": self.max_lag_ns / 1e9 if self.paced else None,
+            "on_pace": on_pace,
+        }
+
+
+def paced(
+    items: Iterable[T], rate: float, stop: StopAfter | None = None,
+    tracker: PaceTracker | None = None,
+) -> Iterator[T]:
     """Yield ``items`` at ``rate``/s against one start instant; ``rate <= 0``: unpaced."""
     if rate <= 0:
-        yield from items
+        for item in items:
+            if tracker is not None:
+                tracker.item(None)
+            yield item
         return
     interval_ns = 1e9 / rate
     start = time.perf_counter_ns()
@@ -136,11 +203,17 @@ def paced(items: Iterable[T], rate: float, stop: StopAfter | None = None) -> Ite
                     return
             else:
                 time.sleep(delay)
+        if tracker is not None:
+            tracker.item(i * interval_ns)
         yield item
 
 
 class ProgressReporter:
-    """Prints one line every ``every_s`` seconds (and a final one) to stderr; never per message."""
+    """Prints one line every ``every_s`` seconds (and a final one) to stderr; never per message.
+
+    With a ``heartbeat`` (``harness.heartbeat.Heartbeat``) it also keeps the service's liveness
+    file fresh: the main loop's ticks are what the compose healthcheck sees.
+    """
 
     def __init__(
         self,
@@ -148,22 +221,30 @@ class ProgressReporter:
         counters: Callable[[], Mapping[str, object]],
         every_s: float = 5.0,
         stream: TextIO | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.label = label
         self._counters = counters
         self.every_s = every_s
         self._stream = stream
+        self._heartbeat = heartbeat
         self._start = time.monotonic()
         self._next = self._start + every_s
+        self._due = min(self._next, self._start + (heartbeat.every_s if heartbeat else every_s))
         self._last_published = 0
         self._last_time = self._start
 
     def tick(self) -> None:
         """Cheap to call per message: compares one clock reading."""
         now = time.monotonic()
-        if now >= self._next:
-            self._next = now + self.every_s
-            self._report(now, final=False)
+        if now >= self._due:
+            if self._heartbeat is not None:
+                self._heartbeat.beat()
+            if now >= self._next:
+                self._next = now + self.every_s
+                self._report(now, final=False)
+            beat = now + self._heartbeat.every_s if self._heartbeat else self._next
+            self._due = min(self._next, beat)
 
     def final(self) -> None:
         self._report(time.monotonic(), final=True)
@@ -188,9 +269,10 @@ class ProgressReporter:
 
 def write_summary(
     path: str | None, producer_id: str, published_by_topic: Mapping[str, int],
-    counters: Mapping[str, object],
+    counters: Mapping[str, object], pace: PaceTracker | None = None,
 ) -> None:
-    """The producer's final counts as JSON, for ``harness run`` to compute exact loss."""
+    """The producer's final counts as JSON, for ``harness run`` to compute exact loss, and its
+    pace (target vs achieved msg/s) so a run can tell a slow machine from a slow transport."""
     if not path:
         return
     import json
@@ -199,7 +281,7 @@ def write_summary(
     Path(path).write_text(
         json.dumps(
             {"producer_id": producer_id, "published_by_topic": dict(published_by_topic),
-             **counters},
+             **counters, "pace": (pace or PaceTracker()).summary()},
             sort_keys=True,
         )
     )

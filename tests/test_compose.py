@@ -9,9 +9,13 @@ run test starts every application service's command as a local process, host nam
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import signal
 import subprocess
+import sys
 import textwrap
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -23,13 +27,18 @@ from harness.cli import build_parser
 from harness.compose_check import (
     ComposeError,
     Project,
+    check_compose_version,
     effective_values,
+    healthcheck_argv,
     interpolate,
     is_harness_service,
+    is_long_running,
     load_project,
     local_endpoints,
     problems,
+    run_healthcheck_locally,
     run_locally,
+    start_locally,
 )
 from producers.binance.topics import TOPIC_BY_EVENT, event_for_stream_type
 from transports.embedded_broker import EmbeddedBroker, free_tcp_port
@@ -203,6 +212,104 @@ def test_dockerfile_builds_one_non_root_harness_image() -> None:
     assert (ROOT / "benchmarks" / "workloads" / "default.yaml").is_file()
 
 
+def test_every_long_running_service_has_a_real_healthcheck(
+        parser: argparse.ArgumentParser) -> None:
+    """Brokers check the broker; application services (the ZeroMQ stack included) run
+    `harness health` on the heartbeat file their own --heartbeat touches."""
+    for key in PROJECTS:
+        services = project(key).services
+        for name, service in services.items():
+            if is_long_running(service):
+                assert service.get("healthcheck", {}).get("test"), (key, name)
+        for name in APP_SERVICES:
+            service = services[name]
+            argv = healthcheck_argv(service)
+            assert argv and argv[0] == "health", (key, name)
+            args = parser.parse_args(argv)  # the real CLI parses it
+            beat = effective_values(parser, service["command"],
+                                    service.get("environment") or {})["heartbeat"]
+            assert beat == args.heartbeat, (key, name)
+        assert "urlopen" in " ".join(services["jupyter"]["healthcheck"]["test"])
+        assert not is_long_running(services["bench"])  # a one-shot: no healthcheck needed
+    zmq = project("zmq").services
+    assert zmq["candles-processor"]["depends_on"]["binance-producer"]["condition"] == \
+        "service_healthy"
+
+
+def test_the_minimum_compose_version_is_stated_in_every_file_and_the_readme() -> None:
+    """`env_file: {path, required}` needs Compose 2.24.0; v1 fails `config` with no hint."""
+    for key in PROJECTS:
+        assert check_compose_version(project(key)) == []
+    for path in COMPOSE.glob("*.yml"):
+        assert "Docker Compose 2.24.0 or later" in path.read_text(), path
+    assert "Docker Compose 2.24.0 or later" in (ROOT / "README.md").read_text()
+
+
+def test_harness_health_exit_codes(tmp_path: Path) -> None:
+    beat = tmp_path / "beat"
+
+    def health(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "harness.cli", "health", str(beat), *extra],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    missing = health()
+    assert missing.returncode == 1 and "no heartbeat" in missing.stdout
+    beat.touch()
+    assert health("--max-age", "30").returncode == 0
+    old = time.time() - 120
+    os.utime(beat, (old, old))
+    stale = health("--max-age", "60")
+    assert stale.returncode == 1 and "stuck" in stale.stdout
+
+
+@pytest.mark.slow
+def test_healthchecks_pass_on_the_running_zeromq_stack(tmp_path: Path) -> None:
+    """Every application service of compose/zmq.yml, run locally as compose would run it,
+    keeps its heartbeat fresh, and its compose healthcheck command exits 0 against it; a
+    service whose loop is frozen (SIGSTOP) goes stale."""
+    proj = project("zmq", HARNESS_SOURCE="synthetic", BINANCE_SYNTHETIC_RATE="100")
+    endpoints = local_endpoints(proj, {}, free_tcp_port)
+    paths = {"/output": tmp_path, "/recordings": tmp_path / "recordings"}
+    procs = {name: start_locally(proj, name, endpoints, paths, tmp_path,
+                                 {"HARNESS_DURATION": "60"}) for name in APP_SERVICES}
+    try:
+        deadline = time.monotonic() + 60
+        pending = set(APP_SERVICES)
+        while pending and time.monotonic() < deadline:
+            for name in sorted(pending):
+                assert procs[name].poll() is None, (tmp_path / f"{name}.log").read_text()
+                if (tmp_path / f"{name}.tmp" / "harness.heartbeat").exists():
+                    pending.discard(name)
+            time.sleep(0.5)
+        assert not pending, f"no heartbeat from {pending}"
+        for name in APP_SERVICES:
+            done = run_healthcheck_locally(proj, name, paths, tmp_path)
+            assert done.returncode == 0, (name, done.stdout, done.stderr)
+            assert done.stdout.startswith("healthy"), done.stdout
+        # a frozen loop: its heartbeat stops; with a short limit the check fails
+        frozen = procs["candles-processor"]
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            time.sleep(3.0)
+            beat = tmp_path / "candles-processor.tmp" / "harness.heartbeat"
+            stale = subprocess.run([sys.executable, "-m", "harness.cli", "health", str(beat),
+                                    "--max-age", "2"], capture_output=True, text=True,
+                                   timeout=60, check=False)
+            assert stale.returncode == 1, stale.stdout
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 # ------------------------------------------------------------------ the validator itself
 
 
@@ -245,6 +352,7 @@ def test_validator_catches_renamed_flags_unknown_settings_and_cycles(
     """)
     found = "\n".join(problems(load_project(compose, env={}), parser))
     assert "a: command" in found and "--no-such-flag" in found
+    assert "c.yml: must say 'Docker Compose 2.24.0 or later'" not in found  # c: list env_file
     assert "HARNESS_NOT_A_SETTING is not a setting" in found
     assert "HARNESS_SOURCE='moon' is not one of live, replay, synthetic" in found
     assert "b: waits for a healthy but a has no healthcheck" in found
@@ -252,6 +360,43 @@ def test_validator_catches_renamed_flags_unknown_settings_and_cycles(
     assert "c: image 'busybox' is not pinned" in found
     assert "bind source ./missing" in found
     assert "env_file" in found and "required but missing" in found
+
+
+def test_validator_catches_healthchecks_that_can_never_pass(
+        tmp_path: Path, parser: argparse.ArgumentParser) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim AS app\n")
+    (tmp_path / ".env.example").write_text("")
+    compose = write(tmp_path / "c.yml", """
+        name: t
+        x-app: &app
+          build: {context: ., target: app}
+          image: dual-transport-harness:t
+          restart: unless-stopped
+        services:
+          silent:
+            <<: *app
+            command: [process, candles]
+            healthcheck: {test: [CMD, harness, health, /tmp/beat]}
+          elsewhere:
+            <<: *app
+            command: [process, candles, --heartbeat, /tmp/other]
+            healthcheck: {test: [CMD, harness, health, /tmp/beat, --max-age, "5"]}
+          misspelt:
+            <<: *app
+            command: [process, candles, --heartbeat, /tmp/beat]
+            healthcheck: {test: [CMD, harness, health, /tmp/beat, --max-agee, "60"]}
+          unchecked:
+            image: busybox:1.36
+            restart: always
+            env_file: [{path: .env, required: false}]
+    """)
+    found = "\n".join(problems(load_project(compose, env={}), parser))
+    assert "silent: healthcheck reads /tmp/beat but the service runs without --heartbeat" in found
+    assert "elsewhere: healthcheck reads /tmp/beat but the service beats /tmp/other" in found
+    assert "elsewhere: healthcheck --max-age 5 s is under three heartbeats" in found
+    assert "misspelt: healthcheck 'harness health" in found and "--max-agee" in found
+    assert "unchecked: a long-running service needs a healthcheck" in found
+    assert "c.yml: must say 'Docker Compose 2.24.0 or later' (env_file entries" in found
 
 
 def test_extends_merges_environment_and_never_inherits_depends_on(tmp_path: Path) -> None:
@@ -294,7 +439,6 @@ def run_project(key: str, out: Path, bootstrap: str | None) -> dict[str, Any]:
                    TWITTER_SYNTHETIC_RATE="20")
     brokers = {h: bootstrap for h in ("kafka", "kafka-2", "kafka-3") if bootstrap}
     endpoints = local_endpoints(proj, brokers, free_tcp_port)
-    (out / "dead-letters").mkdir(parents=True, exist_ok=True)
     paths = {"/output": out, "/recordings": out / "recordings", "/results": out}
     processors = [n for n in APP_SERVICES if n.endswith("processor")]
     producers = [n for n in APP_SERVICES if n.endswith("producer")]
@@ -326,8 +470,10 @@ def test_compose_services_run_the_pipeline_as_local_processes(key: str, tmp_path
     detail = "\n".join(f"--- {n} (exit {result['codes'][n]})\n{log[-3000:]}"
                        for n, log in result["logs"].items())
     assert set(result["codes"].values()) == {0}, detail
-    market = _h5_rows(result["out"] / "market.h5", "candles_")
+    # the run-folder layout `harness run` writes, one folder per transport
+    run = result["out"] / "runs" / "compose" / key
+    market = _h5_rows(run / "market.h5", "candles_")
     assert market and all(rows > 0 for rows in market.values()), (market, detail)
-    assert _h5_rows(result["out"] / "market.h5", "trades").get("trades", 0) > 0
-    sentiment = _h5_rows(result["out"] / "sentiment.h5", "")
+    assert _h5_rows(run / "market.h5", "trades").get("trades", 0) > 0
+    sentiment = _h5_rows(run / "sentiment.h5", "")
     assert sentiment.get("tweets", 0) > 0, (sentiment, detail)

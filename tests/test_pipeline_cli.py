@@ -1,14 +1,18 @@
 """``harness run`` and ``harness demo`` as a user runs them: real child processes per stage, exit 0,
-a summary table, HDF5 files with candles, nothing written outside --output-dir."""
+a summary table and a verdict within 100 columns, HDF5 files with candles in a run folder of
+their own (runs/<timestamp>/<transport>/, ``latest`` pointing at the newest), nothing written
+outside --output-dir, and no run ever deleting another's output."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from harness.run_history import run_folder
 from sinks.hdf5_reader import open_snapshot
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
@@ -35,8 +39,14 @@ def test_harness_run_finishes_with_table_and_candles(tmp_path: Path, transport: 
                    "--no-twitter", "--output-dir", str(out))  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "trades rows" in done.stdout and "candles_1s rows" in done.stdout
-    rows = candle_rows(out / transport / "market.h5")
+    (run_dir,) = (out / "runs").iterdir()
+    assert (out / "latest").resolve() == run_dir.resolve()
+    rows = candle_rows(out / "latest" / transport / "market.h5")
     assert rows["trades"] > 0 and rows["candles_1s"] > 0
+    for name in ("summary.json", "summary.txt", "logs/candles.log", "logs/binance.json"):
+        assert (run_dir / transport / name).is_file(), name
+    assert "delivered every published message" in " ".join(done.stdout.split())
+    assert max(len(line) for line in done.stdout.splitlines()) <= 100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing beside --output-dir
 
 
@@ -45,11 +55,17 @@ def test_harness_demo_runs_both_transports(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     done = harness(tmp_path, "demo", "--duration", "3", "--output-dir", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "HDF5 output:" in done.stdout and "Traceback" not in done.stderr
+    assert "HDF5 output" in done.stdout and "Traceback" not in done.stderr
+    assert max(len(line) for line in done.stdout.splitlines()) <= 100
+    assert "At p50," in done.stdout  # the verdict compares the two transports
+    latest = out / "latest"
     for transport in ("zmq", "kafka"):
-        rows = candle_rows(out / transport / "market.h5")
+        rows = candle_rows(latest / transport / "market.h5")
         assert rows["trades"] > 0 and rows["candles_1s"] > 0
-        assert candle_rows(out / transport / "sentiment.h5")["tweets"] > 0
+        assert candle_rows(latest / transport / "sentiment.h5")["tweets"] > 0
+    report = (latest / "demo-summary.txt").read_text()
+    assert "publish->processor p99 ms" in report and "At p50," in report
+    assert (latest / "demo-summary.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
 
 
@@ -61,3 +77,75 @@ def test_bad_transport_is_a_one_line_error(tmp_path: Path) -> None:
     assert "bogus" in last and "kafka" in last and "zmq" in last
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def short_run(cwd: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return harness(cwd, "run", "--transport", "zmq", "--duration", "1", "--no-twitter",
+                   "--output-dir", str(out), *extra)
+
+
+@pytest.mark.slow
+def test_runs_keep_their_history_and_overwrite_only_on_request(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for _ in range(2):
+        done = short_run(tmp_path, out)
+        assert done.returncode == 0, done.stdout + done.stderr
+    runs = sorted((out / "runs").iterdir())
+    assert len(runs) == 2, runs  # the first run's output is still there
+    assert all((r / "zmq" / "market.h5").is_file() for r in runs)
+    assert os.readlink(out / "latest") == f"runs/{runs[-1].name}"  # relative: survives a move
+
+    named = out / "runs" / "baseline"
+    assert short_run(tmp_path, out, "--run-name", "baseline").returncode == 0
+    assert os.readlink(out / "latest") == "runs/baseline"
+    (named / "zmq" / "marker").write_text("from the first baseline run")
+    (named / "notes.txt").write_text("the user's own file")
+    again = short_run(tmp_path, out, "--run-name", "baseline")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert (named / "zmq" / "marker").exists()
+
+    replaced = short_run(tmp_path, out, "--run-name", "baseline", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert not (named / "zmq" / "marker").exists()  # this run's transport folder was replaced
+    assert (named / "notes.txt").exists()  # nothing else in the folder is touched
+    assert candle_rows(named / "zmq" / "market.h5")["trades"] > 0
+    assert len(list((out / "runs").iterdir())) == 3
+
+
+def test_overwrite_never_touches_a_folder_another_run_is_writing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with run_folder(out, "busy") as busy:  # this test process plays the other, running run
+        (busy / "zmq").mkdir()
+        (busy / "zmq" / "market.h5").write_bytes(b"being written")
+        done = short_run(tmp_path, out, "--run-name", "busy", "--overwrite")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "in use by another run" in done.stderr and f"pid {os.getpid()}" in done.stderr
+        assert (busy / "zmq" / "market.h5").read_bytes() == b"being written"
+        # --overwrite without a name reuses what `latest` points at: the same busy folder
+        done = short_run(tmp_path, out, "--overwrite")
+        assert done.returncode == 2 and "in use by another run" in done.stderr
+    assert (busy / "zmq" / "market.h5").read_bytes() == b"being written"
+
+
+def test_runs_starting_in_the_same_second_get_folders_of_their_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.run_history as history
+
+    monkeypatch.setattr(history, "new_stamp", lambda: "20260101-120000")
+    with run_folder(tmp_path) as first, run_folder(tmp_path) as second:
+        assert (first.name, second.name) == ("20260101-120000", "20260101-120000-2")
+        assert os.readlink(tmp_path / "latest") == "runs/20260101-120000-2"
+    with pytest.raises(history.UserError, match="letters, digits"), \
+            run_folder(tmp_path, "../escape"):
+        pass
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_a_setting_mistake_leaves_no_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert short_run(tmp_path, out, "--run-name", "kept").returncode == 0
+    done = short_run(tmp_path, out, "--source", "replay")  # no --binance-recording
+    assert done.returncode == 2 and "--binance-recording" in done.stderr
+    assert [p.name for p in (out / "runs").iterdir()] == ["kept"]
+    assert os.readlink(out / "latest") == "runs/kept"

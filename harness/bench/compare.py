@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.bench.report import TableData, fmt_int, fmt_ms
 from harness.bench.results import RunData
+from harness.bench.verdict import compare_verdict
 
 METRICS = (("consumed msg/s", "cons_rate", fmt_int), ("p50 ms", "e2e_p50", fmt_ms),
            ("p99 ms", "e2e_p99", fmt_ms), ("p99.9 ms", "e2e_p99_9", fmt_ms),
@@ -43,21 +44,25 @@ def compare_runs(a: RunData, b: RunData) -> list[TableData]:
                                 ["scenario", "transport", "A", "B", "B/A"], rows))
     rows_a = {_key(r): r for r in a.summary if r.get("phase") != "sweep"}
     rows_b = {_key(r): r for r in b.summary if r.get("phase") != "sweep"}
-    headers = ["scenario", "transport", "rate"]
-    for label, _, _ in METRICS:
-        headers += [f"{label} A", "B", "B/A"]
+    # One row per (trial, metric): A, B and B/A stay side by side within 100 columns.
     rows = []
     for key in dict.fromkeys([*rows_a, *rows_b]):
         ra, rb = rows_a.get(key, {}), rows_b.get(key, {})
-        row = [key[0], key[1], fmt_int(key[2]) if key[2] else "max"]
-        for _, column, fmt in METRICS:
-            row += [fmt(ra.get(column)), fmt(rb.get(column)),
-                    ratio(ra.get(column), rb.get(column))]
-        rows.append(row)
+        rate = fmt_int(key[2]) if key[2] else "max"
+        for n, (label, column, fmt) in enumerate(METRICS):
+            rows.append([key[0] if n == 0 else "", key[1] if n == 0 else "",
+                         rate if n == 0 else "", label, fmt(ra.get(column)),
+                         fmt(rb.get(column)), ratio(ra.get(column), rb.get(column))])
     if rows:
-        tables.append(TableData("Fixed-rate scenarios", headers, rows,
-                                f"A = {a.path.parent.name}, B = {b.path.parent.name}"))
+        tables.append(TableData("Fixed-rate scenarios",
+                                ["scenario", "transport", "rate", "metric", "A", "B", "B/A"],
+                                rows, f"A = {a.path.parent.name}, B = {b.path.parent.name}"))
     return tables
+
+
+def compare_sentences(a: RunData, b: RunData) -> list[str]:
+    return compare_verdict(a.summary, b.summary, a.max_sustainable, b.max_sustainable,
+                           a.trials, b.trials)
 
 
 def _key(row: dict[str, Any]) -> tuple[str, str, float]:

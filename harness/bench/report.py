@@ -10,17 +10,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display here; must precede pyplot
 
 import matplotlib.pyplot as plt
-from rich.console import Console
-from rich.table import Table
 
 from harness.bench.results import RunData
+from harness.bench.verdict import bench_verdict
+from harness.text_table import TERMINAL_WIDTH, render
 
 PCTS = (("p50", "e2e_p50"), ("p90", "e2e_p90"), ("p99", "e2e_p99"), ("p99.9", "e2e_p99_9"),
         ("p99.99", "e2e_p99_99"), ("max", "e2e_max"))
@@ -118,16 +118,28 @@ def build_tables(run: RunData) -> list[TableData]:
     return tables
 
 
-def print_tables(tables: Sequence[TableData], console: Console | None = None) -> None:
-    # Not a terminal (CI log, pipe): wide enough that numbers are never cut to "1…".
-    console = console or Console(width=None if sys.stdout.isatty() else 220)
+#: Columns left out of the terminal tables (they stay in report.md), so those fit 100 columns.
+TERMINAL_SKIP = frozenset({"consumed msg/s", "MB/s", "p90 ms", "p99.99 ms", "dup"})
+
+
+def terminal_table(t: TableData) -> TableData:
+    keep = [i for i, h in enumerate(t.headers) if h not in TERMINAL_SKIP]
+    return TableData(t.title, [t.headers[i] for i in keep],
+                     [[row[i] for i in keep] for row in t.rows], t.note)
+
+
+def print_tables(tables: Sequence[TableData], width: int | None = TERMINAL_WIDTH,
+                 file: TextIO | None = None) -> None:
+    """Plain-text tables within ``width`` columns (wider ones wrap into blocks of columns)."""
     for t in tables:
-        table = Table(title=t.title, caption=t.note or None, show_lines=False)
-        for h in t.headers:
-            table.add_column(h, justify="left" if h in ("transport", "identity") else "right")
-        for row in t.rows:
-            table.add_row(*row)
-        console.print(table)
+        shown = terminal_table(t) if width else t
+        keys = 2 if shown.headers[:2] == ["scenario", "transport"] else 1
+        print(render(shown.headers, shown.rows, width=width, keys=keys, title=t.title,
+                     note=t.note) + "\n", file=file or sys.stdout)
+
+
+def verdict_lines(run: RunData) -> list[str]:
+    return bench_verdict(run.summary, run.max_sustainable, run.trials)
 
 
 def markdown_table(t: TableData) -> str:
@@ -249,8 +261,16 @@ def write_report(run: RunData, out_dir: Path, command: str = "harness bench") ->
         "ratios within one run.",
         "",
     ]
+    verdict = verdict_lines(run)
+    if verdict:
+        lines += ["## Verdict", "", *[_markdown_line(v) for v in verdict], ""]
     lines += [markdown_table(t) for t in tables]
     lines += [f"### {title}\n\n![{title}]({name})\n" for title, name in images]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def _markdown_line(line: str) -> str:
+    """Verdict lines as a Markdown list (indented lines nest under the one before)."""
+    return ("  - " if line.startswith("  ") else "- ") + line.strip()

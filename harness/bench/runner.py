@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from harness.bench import metrics
 from harness.bench.system_stats import ProcessSample, ProcessSampler
 from harness.bench.workload import Scenario, TransportSpec
+from producers.run_control import PACE_TOLERANCE
 from transports import open_transport
 from transports.embedded_broker import free_tcp_port
 
@@ -376,6 +377,8 @@ def _base_summary(result: TrialResult, s: Scenario) -> dict[str, Any]:
         "duration_s": s.duration_s,
         "warmup_s": s.warmup_s,
         "latency_bound_ms": s.latency_bound_ms,
+        "consumer_delay_us": s.consumer_delay_us,
+        "consumer_stall_ms": s.consumer_stall_ms,
         "status": result.status,
         "error": result.error,
         "sustainable": False,
@@ -445,8 +448,14 @@ def _aggregate(
                     if k != "count"})
     for role, stats in sampler.summary().items():
         summary.update({f"{role}_{k}": v for k, v in stats.items()})
+    # What the transport does with a slow consumer: keep (durable), drop, or push back.
+    capabilities = (producers[0].ready or {}).get("capabilities", {}) if producers else {}
+    summary["durable"] = bool(capabilities.get("durable", False))
+    summary["drops_when_slow"] = bool(capabilities.get("drops_when_slow", False))
     target = result.target_rate
-    keeps_pace = summary["not_sent"] == 0 and (target <= 0 or summary["pub_rate"] >= 0.95 * target)
+    keeps_pace = summary["not_sent"] == 0 and (
+        target <= 0 or summary["pub_rate"] >= (1.0 - PACE_TOLERANCE) * target)
+    summary["kept_pace"] = bool(keeps_pace)
     summary["sustainable"] = bool(
         result.status == "ok"
         and summary["lost"] == 0

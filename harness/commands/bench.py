@@ -1,7 +1,8 @@
 """``harness bench [WORKLOAD]``: Kafka vs ZeroMQ end to end; ``harness bench compare A B``.
 
-A run writes results/<timestamp>-<workload>/ with results.h5, PNG plots and report.md, and
-prints the side-by-side tables. Ctrl-C stops the current trial and keeps everything measured.
+A run writes results/<timestamp>-<workload>/ with results.h5, PNG plots and report.md (every
+column), prints tables that fit 100 columns and a verdict computed from the figures. Ctrl-C
+stops the current trial and keeps everything measured.
 """
 
 from __future__ import annotations
@@ -66,10 +67,13 @@ def _open_run(path_text: str) -> Any:
 
 
 def compare(a: str, b: str) -> int:
-    from harness.bench.compare import compare_runs
+    from harness.bench.compare import compare_runs, compare_sentences
     from harness.bench.report import print_tables
+    from harness.text_table import wrap
 
-    print_tables(compare_runs(_open_run(a), _open_run(b)))
+    run_a, run_b = _open_run(a), _open_run(b)
+    print_tables(compare_runs(run_a, run_b))
+    print(wrap("\n".join(["Verdict (B against A):", *compare_sentences(run_a, run_b)])))
     return 0
 
 
@@ -77,10 +81,11 @@ def run(workload_name: str, settings: dict[str, Any]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from harness.bench.report import build_tables, print_tables, write_report
+    from harness.bench.report import build_tables, print_tables, verdict_lines, write_report
     from harness.bench.results import read_results, run_metadata, write_results
     from harness.bench.suite import SuiteResult, run_workload
     from harness.bench.workload import load_workload
+    from harness.text_table import wrap
 
     workload = load_workload(workload_name)
     only = tuple(t.strip() for t in str(settings["transports"]).split(",") if t.strip())
@@ -133,6 +138,7 @@ def run(workload_name: str, settings: dict[str, Any]) -> int:
     write_results(results_file, workload, suite, metadata)
     data = read_results(results_file)
     print_tables(build_tables(data))
+    print(wrap("\n".join(["Verdict:", *verdict_lines(data)])))
     report = write_report(data, out_dir, command)
     console.print(f"results: {results_file}\nreport:  {report}")
     if suite.interrupted:

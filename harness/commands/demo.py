@@ -15,7 +15,12 @@ from typing import Any
 
 from harness.commands.run import SETTINGS, run_one
 from harness.pipeline_report import render_table
+from harness.run_history import LATEST, run_folder
 from harness.settings import Setting, add_settings, describe, resolve
+from harness.text_table import wrap
+from harness.verdict import pipeline_verdict
+
+SUMMARY_FILES = ("demo-summary.json", "demo-summary.txt")
 
 TRANSPORTS = ("kafka", "kafka-confluent", "zmq", "zmq-pubsub")
 
@@ -42,19 +47,26 @@ def run(args: argparse.Namespace) -> int:
     values = resolve(args, DEMO_SETTINGS)
     print("harness demo: " + "; ".join(describe(values, DEMO_SETTINGS)), file=sys.stderr)
     summaries = []
-    for transport in [t.strip() for t in values["transports"].split(",") if t.strip()]:
-        print(f"\n=== {transport}: producers -> {transport} -> processors -> HDF5 ===",
-              file=sys.stderr, flush=True)
-        summaries.append(run_one(values, transport))
-    table = render_table(summaries)
-    print("\n" + table)
-    out = Path(values["output_dir"])
-    (out / "demo-summary.json").write_text(json.dumps(summaries, indent=2))
-    (out / "demo-summary.txt").write_text(table + "\n")
-    print(f"\nHDF5 output: {', '.join(s['output'] for s in summaries)} "
-          "(market.h5: trades, candles_*, tickers_*, book_*; sentiment.h5: tweets, sentiment_*)")
-    print("Open notebooks/market.ipynb, sentiment.ipynb to explore them; "
-          "`make bench` compares raw transport performance.")
+    transports = [t.strip() for t in values["transports"].split(",") if t.strip()]
+    with run_folder(Path(values["output_dir"]), values["run_name"], values["overwrite"],
+                    replaces=[*transports, *SUMMARY_FILES]) as run_dir:
+        print(f"run folder: {run_dir}", file=sys.stderr, flush=True)
+        for transport in transports:
+            print(f"\n=== {transport}: producers -> {transport} -> processors -> HDF5 ===",
+                  file=sys.stderr, flush=True)
+            summaries.append(run_one(values, run_dir, transport))
+        verdict = "\n".join(pipeline_verdict(summaries))
+        (run_dir / "demo-summary.json").write_text(json.dumps(summaries, indent=2))
+        (run_dir / "demo-summary.txt").write_text(
+            render_table(summaries, width=None) + "\n\n" + verdict + "\n")
+    print("\n" + render_table(summaries))
+    print("\n" + wrap(verdict))
+    print(wrap(f"\nRun folder (also {Path(values['output_dir']) / LATEST}; the full table and "
+               f"the verdict are in its demo-summary.txt): {run_dir}"))
+    print(wrap("HDF5 output, per transport: <run folder>/<transport>/market.h5 (trades, "
+               "candles_*, tickers_*, book_*) and sentiment.h5 (tweets, sentiment_*). Open "
+               "notebooks/market.ipynb, sentiment.ipynb to explore them; `make bench` compares "
+               "raw transport performance."))
     failed = [f for s in summaries for f in s["failed"]]
     for failure in failed:
         print(f"stage failed: {failure}", file=sys.stderr)

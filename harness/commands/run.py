@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.pipeline import Child, PipelineConfig, row_counts, run_pipeline
 from harness.pipeline_report import render_table
+from harness.run_history import run_folder
 from harness.settings import (
     Setting,
     add_settings,
@@ -22,6 +23,8 @@ from harness.settings import (
     positive_float,
     resolve,
 )
+from harness.text_table import wrap
+from harness.verdict import pipeline_verdict
 from transports.url import parse_bool
 
 SETTINGS = [
@@ -41,17 +44,22 @@ SETTINGS = [
     Setting("speed", 1.0, "replay pace: 1, N times faster, 0 = max", parse=parse_speed),
     Setting("seed", 1, "synthetic seed", parse=int),
     Setting("kafka_bootstrap", None, "external Kafka host:port (default: embedded broker)"),
-    Setting("output_dir", "output", "where <transport>/market.h5 and sentiment.h5 go",
-            parse=folder_path),
+    Setting("output_dir", "output", "each run writes runs/<timestamp>/<transport>/market.h5, "
+            "sentiment.h5, logs/ here, and points the link 'latest' at it", parse=folder_path),
+    Setting("run_name", None, "name the run folder runs/NAME instead of a timestamp"),
+    Setting("overwrite", False, "reuse an existing run folder (--run-name, else the latest "
+            "run), replacing what this run writes; never one another run is writing to",
+            parse=parse_bool),
     Setting("twitter", True, "also run the Twitter producer and sentiment processor",
             parse=parse_bool),
 ]
 
 
-def config_from(values: dict[str, Any], transport: str | None = None) -> PipelineConfig:
+def config_from(values: dict[str, Any], run_dir: Path,
+                transport: str | None = None) -> PipelineConfig:
     return PipelineConfig(
         transport=transport or values["transport"],
-        output_dir=Path(values["output_dir"]),
+        run_dir=run_dir,
         source=values["source"],
         duration_s=values["duration"],
         trade_rate=values["trade_rate"],
@@ -72,8 +80,8 @@ def print_progress(cfg: PipelineConfig, children: Sequence[Child], elapsed: floa
     """One line per second or two: stage states and rows visible in the HDF5 files (SWMR)."""
     if int(elapsed) % 2:
         return
-    market = row_counts(cfg.output_dir / cfg.transport / "market.h5")
-    tweets = row_counts(cfg.output_dir / cfg.transport / "sentiment.h5")
+    market = row_counts(cfg.run_dir / cfg.transport / "market.h5")
+    tweets = row_counts(cfg.run_dir / cfg.transport / "sentiment.h5")
     states = " ".join(f"{c.name}={'up' if c.running() else 'done'}" for c in children)
     print(
         f"[{cfg.transport} {elapsed:5.1f}s] {states} | trades={market.get('trades', 0)} "
@@ -83,11 +91,11 @@ def print_progress(cfg: PipelineConfig, children: Sequence[Child], elapsed: floa
     )
 
 
-def run_one(values: dict[str, Any], transport: str | None = None) -> dict[str, Any]:
-    cfg = config_from(values, transport)
+def run_one(values: dict[str, Any], run_dir: Path, transport: str | None = None) -> dict[str, Any]:
+    cfg = config_from(values, run_dir, transport)
     result = run_pipeline(cfg, progress=print_progress)
     summary = result.summary_row()
-    (cfg.output_dir / cfg.transport / "summary.json").write_text(json.dumps(summary, indent=2))
+    (cfg.run_dir / cfg.transport / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -95,10 +103,17 @@ def run(args: argparse.Namespace) -> int:
     values = resolve(args, SETTINGS)
     print("harness run: " + "; ".join(describe(values, SETTINGS)), file=sys.stderr)
     started = time.monotonic()
-    summary = run_one(values)
+    with run_folder(Path(values["output_dir"]), values["run_name"], values["overwrite"],
+                    replaces=[values["transport"]]) as run_dir:
+        print(f"run folder: {run_dir}", file=sys.stderr, flush=True)
+        summary = run_one(values, run_dir)
     print(render_table([summary]))
-    print(f"\nHDF5 output: {summary['output']}/market.h5, sentiment.h5 "
-          f"({time.monotonic() - started:.0f} s)")
+    verdict = "\n".join(pipeline_verdict([summary]))
+    (run_dir / values["transport"] / "summary.txt").write_text(
+        render_table([summary], width=None) + "\n\n" + verdict + "\n")
+    print("\n" + wrap(verdict))
+    print(f"\nHDF5 output (market.h5, sentiment.h5, logs/ and summaries; "
+          f"{time.monotonic() - started:.0f} s):\n  {summary['output']}")
     for stage, how in summary.get("stopped_by", {}).items():
         if how != "end_of_streams":
             print(f"{stage}: stopped by {how or 'the runner'}, not by its producer's end "

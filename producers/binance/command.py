@@ -13,6 +13,8 @@ from typing import Any
 
 from harness.dead_letters import DeadLetters
 from harness.errors import UserError
+from harness.heartbeat import Heartbeat
+from harness.run_history import expand_output
 from harness.settings import (
     Setting,
     add_settings,
@@ -43,7 +45,13 @@ from producers.binance.service import (
 from producers.binance.synthetic import SyntheticMarket
 from producers.binance.topics import stream_names
 from producers.recording import RecordedFrame, RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter, publishing, write_summary
+from producers.run_control import (
+    PaceTracker,
+    ProgressReporter,
+    StopAfter,
+    publishing,
+    write_summary,
+)
 from transports import open_transport
 from transports.base import new_producer_id
 
@@ -74,7 +82,8 @@ SETTINGS: tuple[Setting, ...] = (
         "max_messages", 0, "stop after publishing this many messages (0 = no limit)",
         parse=non_negative_int,
     ),
-    Setting("output_dir", Path("output"), "folder for dead letters", parse=folder_path),
+    Setting("output_dir", "output", "folder for dead letters ({transport} becomes the "
+            "transport's folder name: kafka, zmq, ...)", parse=folder_path),
     Setting("producer_id", "", "producer id in envelopes (default: host-pid-random)"),
     Setting("max_connection_age", 23.5 * 3600, "live: rotate connections after s",
             parse=positive_float),
@@ -84,6 +93,8 @@ SETTINGS: tuple[Setting, ...] = (
             parse=positive_int),
     Setting("progress_every", 5.0, "seconds between progress lines", parse=positive_float),
     Setting("summary_json", None, "write the final counts (per topic) as JSON to this path"),
+    Setting("heartbeat", None, "touch this file every few seconds while running (checked by "
+            "`harness health FILE`, the compose healthcheck)"),
 )
 
 
@@ -105,10 +116,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     frames: Iterable[RecordedFrame] | None = None
+    pace = PaceTracker()
     if cfg["source"] == "replay":
         if cfg["recording"] is None:
             raise UserError("--source replay needs --recording PATH")
-        frames = _checked_recording(cfg["recording"], cfg["speed"])
+        frames = _checked_recording(cfg["recording"], cfg["speed"], pace)
     elif cfg["source"] == "synthetic":
         start_ms = cfg["start_ms"] or time.time_ns() // 1_000_000
         try:
@@ -121,10 +133,11 @@ def run(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        frames = paced(market.frames(), 1.0 if cfg["rate"] > 0 else 0.0)
+        frames = paced(market.frames(), 1.0 if cfg["rate"] > 0 else 0.0, pace)
 
     producer_id = cfg["producer_id"] or new_producer_id("binance")
-    store = dead_letter_store(cfg["output_dir"], producer_id)
+    store = dead_letter_store(Path(expand_output(cfg["output_dir"], cfg["transport"])),
+                              producer_id)
     dead = DeadLetters(SOURCE_NAME, store.write)
     recorder = RecordingWriter(cfg["record"]) if cfg["record"] else None
     transport = open_transport(cfg["transport"])
@@ -138,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     )
     stop = StopAfter(cfg["duration"], cfg["max_messages"])
     progress = ProgressReporter(
-        f"binance {cfg['source']}", pipeline.counters.summary, every_s=cfg["progress_every"]
+        f"binance {cfg['source']}", pipeline.counters.summary, every_s=cfg["progress_every"],
+        heartbeat=Heartbeat(cfg["heartbeat"]),
     )
     try:
         with publishing(publisher, stop, f"binance {cfg['source']}"):
@@ -168,17 +182,17 @@ def run(args: argparse.Namespace) -> int:
         progress.final()
         write_summary(
             cfg["summary_json"], producer_id, publisher.published_by_topic,
-            pipeline.counters.summary(),
+            pipeline.counters.summary(), pace,
         )
     if dead.total:
         print(f"  dead letters: {dead.total} in {store.path}", file=sys.stderr)
     return 0
 
 
-def _checked_recording(path: Path, speed: float) -> Iterator[RecordedFrame]:
+def _checked_recording(path: Path, speed: float, pace: PaceTracker) -> Iterator[RecordedFrame]:
     """Open the recording now so an unreadable file fails before anything starts."""
     frames = read_recording(path)
     first = next(frames, None)  # raises UserError for a missing/unreadable file
     if first is None:
         raise UserError(f"recording {path} holds no frames")
-    return paced(itertools.chain([first], frames), speed)
+    return paced(itertools.chain([first], frames), speed, pace)

@@ -25,6 +25,8 @@ from typing import Any
 
 from harness.dead_letters import DeadLetters, JsonlDeadLetterStore
 from harness.errors import UserError
+from harness.heartbeat import Heartbeat
+from harness.run_history import expand_output
 from harness.settings import (
     Setting,
     add_settings,
@@ -39,7 +41,13 @@ from harness.settings import (
     resolve,
 )
 from producers.recording import RecordingWriter, paced, read_recording
-from producers.run_control import ProgressReporter, StopAfter, publishing, write_summary
+from producers.run_control import (
+    PaceTracker,
+    ProgressReporter,
+    StopAfter,
+    publishing,
+    write_summary,
+)
 from producers.twitter.schema import Frame
 from producers.twitter.service import SOURCE_NAME, TOPIC, TweetPipeline, run
 from producers.twitter.synthetic import (
@@ -88,9 +96,12 @@ SETTINGS: tuple[Setting, ...] = (
             non_negative_int),
     Setting("topic", TOPIC, "topic to publish to"),
     Setting("producer_id", "", "producer id in envelopes (default: host-pid-random)"),
-    Setting("output_dir", "output", "where dead letters are written", folder_path),
+    Setting("output_dir", "output", "where dead letters are written ({transport} becomes the "
+            "transport's folder name: kafka, zmq, ...)", folder_path),
     Setting("progress_every", 5.0, "seconds between progress lines", positive_float),
     Setting("summary_json", None, "write the final counts (per topic) as JSON to this path"),
+    Setting("heartbeat", None, "touch this file every few seconds while running (checked by "
+            "`harness health FILE`, the compose healthcheck)"),
 )
 
 
@@ -117,21 +128,23 @@ def _check_recording(path_text: str | None) -> Path:
     return path
 
 
-def replay_frames(path: Path, speed: float) -> Iterator[Frame]:
+def replay_frames(path: Path, speed: float, pace: PaceTracker | None = None) -> Iterator[Frame]:
     """The recorded bodies, re-encoded to the exact bytes received, at ``speed``."""
-    for rec in paced(read_recording(path), speed):
+    for rec in paced(read_recording(path), speed, pace):
         yield Frame(rec.recv_ns, rec.raw.encode("utf-8"))
 
 
-def build_frames(cfg: dict[str, Any], stop: StopAfter) -> Iterator[Frame]:
+def build_frames(
+    cfg: dict[str, Any], stop: StopAfter, pace: PaceTracker | None = None
+) -> Iterator[Frame]:
     source = cfg["source"]
     if source == "synthetic":
         gen = TweetGenerator(seed=cfg["seed"], start_ms=cfg["start_ms"] or time.time_ns() // 10**6,
                              rate=cfg["rate"] if cfg["rate"] > 0 else 1000.0)
         return synthetic_frames(gen, cfg["rate"], stop, cfg["tweet_fields"],
-                                cfg["user_fields"] or None)
+                                cfg["user_fields"] or None, tracker=pace)
     if source == "replay":
-        return replay_frames(_check_recording(cfg["recording"]), cfg["speed"])
+        return replay_frames(_check_recording(cfg["recording"]), cfg["speed"], pace)
     return _live_frames(cfg, stop)
 
 
@@ -171,10 +184,12 @@ def main(args: argparse.Namespace) -> int:
     for line in describe(cfg, SETTINGS):
         print(f"twitter producer: {line}", file=sys.stderr)
     stop = StopAfter(cfg["duration"], cfg["max_messages"])
-    frames = build_frames(cfg, stop)  # user errors (token, recording) before opening anything
+    pace = PaceTracker()
+    frames = build_frames(cfg, stop, pace)  # user errors (token, recording) before opening anything
     producer_id = cfg["producer_id"] or new_producer_id("twitter")
     name = producer_id if producer_id.startswith("twitter") else f"twitter-{producer_id}"
-    store = JsonlDeadLetterStore(Path(cfg["output_dir"]) / "dead_letters" / f"{name}.jsonl.gz")
+    out = Path(expand_output(cfg["output_dir"], cfg["transport"]))
+    store = JsonlDeadLetterStore(out / "dead_letters" / f"{name}.jsonl.gz")
     recorder = RecordingWriter(Path(cfg["record"])) if cfg["record"] else None
     try:
         with open_transport(cfg["transport"]) as transport:
@@ -185,7 +200,8 @@ def main(args: argparse.Namespace) -> int:
                     recorder=recorder,
                 )
                 progress = ProgressReporter("twitter producer", pipeline.snapshot,
-                                            cfg["progress_every"])
+                                            cfg["progress_every"],
+                                            heartbeat=Heartbeat(cfg["heartbeat"]))
                 try:
                     with publishing(publisher, stop, "twitter producer"):
                         run(frames, pipeline, stop, progress)
@@ -195,7 +211,7 @@ def main(args: argparse.Namespace) -> int:
                 publisher.close()
             write_summary(
                 cfg["summary_json"], producer_id, publisher.published_by_topic,
-                pipeline.snapshot(),
+                pipeline.snapshot(), pace,
             )
     finally:
         store.close()

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from producers.run_control import StopAfter, paced
+from producers.run_control import PaceTracker, StopAfter, paced
 from producers.twitter.schema import Frame
 
 TWITTER_EPOCH_MS = 1_288_834_974_657
@@ -259,11 +259,12 @@ def synthetic_frames(
     stop: StopAfter | None = None,
     tweet_fields: Iterable[str] = DEFAULT_TWEET_FIELDS,
     user_fields: Iterable[str] | None = DEFAULT_USER_FIELDS,
+    tracker: PaceTracker | None = None,
 ) -> Iterator[Frame]:
     """One filtered-stream-shaped body per tweet, ``rate`` per second (``<= 0``: flat out)."""
     tweet_fields = tuple(tweet_fields)
     user_fields = tuple(user_fields) if user_fields is not None else None
-    for item in paced(generator, rate, stop):
+    for item in paced(generator, rate, stop, tracker):
         body: dict[str, Any] = {"data": select_fields(item.tweet, tweet_fields)}
         if user_fields is not None:
             body["includes"] = {

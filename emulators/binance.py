@@ -59,7 +59,7 @@ MALFORMED: dict[str, bytes] = {
     "malformed_json": b'{"stream":"btcusdt@trade","data":{"e":"trade",',
     "invalid_utf8": b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"\xff\xfe"}}',
     "missing_field": b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT"}}',
-    "unknown_event": b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT"}}',
+    "unknown_event": b'{"stream":"btcusdt@avgPrice","data":{"e":"avgPrice","E":1,"s":"BTCUSDT"}}',
     "bad_value": (
         b'{"stream":"btcusdt@trade","data":{"e":"trade","E":%d,"s":"BTCUSDT","t":1,'
         b'"p":"NaN","q":"-1","T":%d,"m":true,"M":true}}'

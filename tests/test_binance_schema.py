@@ -68,7 +68,7 @@ def test_book_ticker_has_no_event_time() -> None:
         (b'{"stream":"btcusdt@trade","data":{"e":', "malformed_json"),
         (b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"\xff"}}', "invalid_utf8"),
         (frame({**TRADE, "pad": "x" * 70_000}), "oversize"),
-        (frame({**TRADE, "e": "depthUpdate"}), "unknown_event"),
+        (frame({**TRADE, "e": "avgPrice"}), "unknown_event"),
         (frame({k: v for k, v in TRADE.items() if k != "q"}), "missing_field"),
         (frame({k: v for k, v in TRADE.items() if k != "e"}), "missing_field"),
         (frame({**TRADE, "p": 60000.0}), "bad_type"),

@@ -41,7 +41,8 @@ def test_every_synthetic_event_type_validates() -> None:
         assert isinstance(ev, MarketEvent)
         assert ev.unknown_fields == 0
         seen.add(ev.event)
-    assert seen == {"trade", "aggTrade", "kline", "24hrTicker", "24hrMiniTicker", "bookTicker"}
+    assert seen == {"trade", "aggTrade", "kline", "24hrTicker", "24hrMiniTicker", "bookTicker",
+                    "depthUpdate", "depthPartial", "depthSnapshot"}
 
 
 def test_trade_fields_and_raw_payload() -> None:

@@ -18,6 +18,7 @@ a crash the stage continues from exactly the book it had at the checkpoint.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -192,3 +193,20 @@ def books_from_state(state: bytes) -> dict[str, LocalBook]:
     stage = DepthStage(DeadLetters("read"))
     stage.restore(state)
     return stage.books
+
+
+def read_books(path: str | os.PathLike[str]) -> dict[str, LocalBook]:
+    """The books as of the last checkpoint of a file written by this stage (alone or combined
+    with others), read while its writer may still run (SWMR)."""
+    from processors.stage_runner import split_state
+    from sinks.hdf5_reader import open_snapshot
+
+    with open_snapshot(path) as snap:
+        state = snap.checkpoint.state if snap.checkpoint else b""
+    stage_state, _ = split_state(state)
+    if not stage_state:
+        return {}
+    data = json.loads(stage_state)
+    if data.get("format") != _STATE_FORMAT:  # CombinedStage: one state per stage name
+        stage_state = str(data.get(DepthStage.name, "")).encode()
+    return books_from_state(stage_state)

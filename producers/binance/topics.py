@@ -85,6 +85,11 @@ def event_for_stream_type(stream_type: str) -> str:
         raise ValueError(f"unknown stream type {stream_type!r}; accepted: {accepted}") from None
 
 
+def is_diff_depth_stream(stream: str) -> bool:
+    """``<symbol>@depth``, ``@depth@100ms`` or ``@depth@1000ms``: diffs that need a snapshot."""
+    return stream.partition("@")[2] in ("depth", "depth@100ms", "depth@1000ms")
+
+
 def stream_names(symbols: list[str], stream_types: list[str]) -> list[str]:
     """Every ``<symbol>@<type>`` combination, validated; ValueError names the bad part."""
     out = []

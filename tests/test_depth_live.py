@@ -112,4 +112,5 @@ def test_live_producer_book_equals_the_emulators_through_gaps_and_reconnects(
         assert mine["last_update_id"][-1] == books[symbol][0]
         best = max(books[symbol][1])
         assert mine["bid_px"][-1][0] == best
-        assert np.isfinite(partial[partial["symbol"] == symbol.upper().encode()]["ask_px"]).all()
+        five = partial[partial["symbol"] == symbol.upper().encode()]["ask_px"]  # depth5
+        assert len(five) >= 5 and np.isfinite(five[:, :5]).all() and np.isnan(five[:, 5:]).all()

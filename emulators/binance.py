@@ -154,7 +154,9 @@ class BinanceEmulator:
         #: ms added to recorded timestamps (set when the replay starts)
         self.rebase_offset_ms = 0
         self.replay_done = False
-        self.depth = EmulatedDepth(self.symbols, seed)
+        self.depth = EmulatedDepth(self.symbols, seed, synthetic=recording is None)
+        #: a REST snapshot asked for before the recording replayed one waits this long for it
+        self.rest_wait_s = 3.0
         self.stats = EmulatorStats()
         self.clients: set[_Client] = set()
         self._server: Server | None = None
@@ -315,8 +317,7 @@ class BinanceEmulator:
     def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         if parts.path == "/api/v3/depth":  # REST beside the streams, as plain HTTP
-            status, body = self.depth.rest_depth(parse_qs(parts.query))
-            return self._json_response(status, body)
+            return self._rest_depth(parse_qs(parts.query))  # a coroutine: websockets awaits it
         self.stats.paths.append(request.path)
         self.stats.handshake_times.append(time.monotonic())
         left, status, retry_after = self._refusing
@@ -356,6 +357,18 @@ class BinanceEmulator:
         if retry_after_s is not None:
             response.headers["Retry-After"] = str(retry_after_s)
         return response
+
+    async def _rest_depth(self, query: dict[str, list[str]]) -> Response:
+        """A replayed market only knows its book once a recorded snapshot was replayed: until
+        then (at most ``rest_wait_s``) the answer waits, as a slow exchange would."""
+        symbol = (query.get("symbol") or [""])[0].lower()
+        deadline = time.monotonic() + self.rest_wait_s
+        while symbol in self.depth.books and symbol not in self.depth.known:
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.005)
+        status, body = self.depth.rest_depth(query)
+        return self._json_response(status, body)
 
     @staticmethod
     def _json_response(status: int, obj: object) -> Response:

@@ -68,19 +68,24 @@ class _Book:
 class EmulatedDepth:
     """Books for ``symbols`` (lower case); frames come back as (stream, raw bytes) pairs."""
 
-    def __init__(self, symbols: tuple[str, ...], seed: int = 1) -> None:
+    def __init__(self, symbols: tuple[str, ...], seed: int = 1, synthetic: bool = True) -> None:
         self.rng = random.Random(seed * 31 + 5)
         self.books: dict[str, _Book] = {}
         self.frozen = False
         self.rest_requests = 0
         self.diffs_lost = 0
+        #: symbols whose whole book is known: synthetic ones, or a recorded snapshot was replayed
+        self.known: set[str] = set(symbols) if synthetic else set()
         for i, name in enumerate(symbols):
             start = {"btcusdt": 6_000_000, "ethusdt": 260_000}.get(name, 10_000 + 997 * i)
             book = _Book(name.upper(), 0.01, start, 40_000_000_000 + i * 1_000_000_000)
+            self.books[name] = book
+            if not synthetic:  # a recording fills it
+                book.update_id = 0
+                continue
             for k in range(150):
                 book.bids[book.price(start - k)] = self._qty()
                 book.asks[book.price(start + 1 + k)] = self._qty()
-            self.books[name] = book
 
     # -- faults ----------------------------------------------------------------------------
     def lose_diffs(self, symbol: str | None = None, frames: int = 1) -> None:
@@ -225,6 +230,7 @@ class EmulatedDepth:
                 book.bids = {p: q for p, q, *_ in data.get("bids", [])}
                 book.asks = {p: q for p, q, *_ in data.get("asks", [])}
                 book.update_id = last
+                self.known.add(name)
                 for first, final, bids, asks in list(book.recent):
                     if final > last:
                         self._set(book, first, final, bids, asks)

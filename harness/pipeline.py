@@ -144,7 +144,8 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
             [*h, "process", "candles", "--transport", urls["market"][1],
              "--output", str(out / "market.h5"), "--windows", cfg.windows,
              "--idle-exit", str(cfg.idle_exit_s), "--quiet",
-             "--summary-json", str(logs / "candles.json")],
+             "--summary-json", str(logs / "candles.json"),
+             *(["--with-depth"] if wants_depth(cfg.streams) else [])],
             logs / "candles.log", logs / "candles.json",
         ),
     ]
@@ -185,6 +186,12 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
     if cfg.with_twitter:
         children.append(Child("twitter", twitter, logs / "twitter.log", logs / "twitter.json"))
     return children
+
+
+def wants_depth(streams: str) -> bool:
+    """Depth streams are on: the candle processor also keeps order books (one process reads
+    one producer's link; two on a ZeroMQ PUSH socket would each get half of it)."""
+    return any(s.strip().startswith("depth") for s in streams.split(","))
 
 
 def row_counts(path: Path) -> dict[str, int]:

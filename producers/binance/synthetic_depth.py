@@ -1,10 +1,11 @@
 """Synthetic Binance depth: a book per symbol that moves with the trade price, in wire format.
 
-Every 100 ms of event time each symbol's book changes a heavy-tailed number of levels (real
-BTCUSDT depth@100ms frames: median 840 B, up to 34.5 KB, figures.md; here lognormal, a median of
-15 changes plus the best level of each side, ~32 B each, capped at 1,070), mostly near the top:
-quantities change, levels appear and disappear, and the side the trade price moved into is
-cleared, so the book never crosses. The frames are what Binance sends for the requested streams:
+Every 100 ms of event time each symbol's book changes a heavy-tailed number of levels, mostly
+near the top (lognormal count, ~32 B a level, capped at 1,070 levels), plus the levels the
+trade price moved through, which go (so the book never crosses): shaped after real BTCUSDT
+depth@100ms frames (median 840 B, up to 34.5 KB, figures.md); the README gives what this
+generator measures against them, with its command. The frames are what Binance sends for
+the requested streams:
 
 - ``depth@100ms``: one ``depthUpdate`` per tick; ``depth`` / ``depth@1000ms``: ten ticks merged
   (last quantity per price wins, ``U`` of the first, ``u`` of the last);
@@ -29,8 +30,8 @@ import orjson
 from producers.recording import RecordedFrame
 
 TICK_MS = 100
-MEDIAN_CHANGES = 15
-_CHANGES_SIGMA = 1.04  # p99.99 ~ 1,000 levels: the real 34.5 KB frames
+MEDIAN_CHANGES = 9
+_CHANGES_SIGMA = 1.3  # with the cap: real frames' tail (34.5 KB among 9,360)
 MAX_CHANGES = 1070
 START_LEVELS = 300  # per side
 MAX_LEVELS = 700  # per side; beyond it removals outweigh additions

@@ -159,6 +159,11 @@ class SyntheticDepth:
             else:
                 levels[p] = q
             changes.append((side, p, q))
+        for side, levels, farthest in (("b", book.bids, min), ("a", book.asks, max)):
+            while len(levels) > MAX_LEVELS:  # far orders get cancelled: the book stays bounded
+                p = farthest(levels)
+                del levels[p]
+                changes.append((side, p, 0.0))
         return changes
 
     def _book_payload(self, book: _Book, levels: int) -> dict[str, object]:

@@ -54,7 +54,9 @@ def decode_depth(value: bytes, fallback_time_ms: int) -> DepthDiff | DepthSnapsh
             b[0] <= a[0] for a, b in itertools.pairwise(asks)
         ):
             raise DecodeError("bad_value", f"{event} levels are not sorted best first")
-        return DepthSnapshot(symbol, last, fallback_time_ms, bids, asks)
+        return DepthSnapshot(
+            symbol, last, fallback_time_ms, bids, asks, partial=event == "depthPartial"
+        )
     raise DecodeError("unknown_event", f"unknown depth event {str(event)[:40]!r}")
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from harness.dead_letters import DeadLetters
 from processors.depth_parsing import decode_depth
 from processors.depth_rows import DEPTH_1S_DTYPE, book_row
-from processors.order_book import DepthDiff, LocalBook, Outcome
+from processors.order_book import DepthDiff, DepthSnapshot, LocalBook, Outcome
 from processors.stage_runner import Rows, Stage
 from processors.trade_parsing import DecodeError
 from transports import Envelope
@@ -89,7 +89,12 @@ class DepthStage(Stage):
             except DecodeError as exc:
                 self.dead_letters.add(exc.kind, exc.reason, env.value, source=f"depth:{env.topic}")
                 continue
-            if env.topic == DEPTH_PARTIAL_TOPIC:
+            partial = type(item) is DepthSnapshot and item.partial
+            if partial != (env.topic == DEPTH_PARTIAL_TOPIC):
+                # a partial book is no sync point for a diff chain, nor a diff a partial book
+                self.dead_letters.add("unknown_event", f"{type(item).__name__} on {env.topic}",
+                                      env.value, source=f"depth:{env.topic}")  # fmt: skip
+            elif partial:
                 self._partial(item.symbol, item, partial_rows)
             elif type(item) is DepthDiff:
                 self._diff(item, rows)

@@ -58,6 +58,7 @@ class DepthSnapshot:
     event_time_ms: int
     bids: Sequence[Level]
     asks: Sequence[Level]
+    partial: bool = False  # a partial-book frame: only the top levels, never a sync point
 
 
 class Outcome(Enum):

@@ -229,3 +229,15 @@ def test_depth_stage_dead_letters_bad_payloads() -> None:
     bad = [dataclasses.replace(good, value=v) for v in values]
     stage.process([good, *bad])
     assert dead.counts == {"bad_value": 3, "malformed_json": 1}
+
+
+def test_depth_stage_refuses_messages_on_the_wrong_topic() -> None:
+    dead = DeadLetters("t")
+    stage = DepthStage(dead)
+    diff = env(diff_frame(1, 2, E0), 0)
+    partial = env(orjson.dumps({"stream": "btcusdt@depth5", "data": {
+        "lastUpdateId": 2, "bids": [["1.00", "1"]], "asks": [["2.00", "1"]]}}), 1)
+    assert partial.topic == "binance.depthPartial"
+    stage.process([dataclasses.replace(diff, topic="binance.depthPartial"),
+                   dataclasses.replace(partial, topic="binance.depth")])
+    assert dead.counts == {"unknown_event": 2} and not stage.books and not stage.partials

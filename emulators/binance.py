@@ -29,7 +29,8 @@ Faults (thread-safe; call from tests): ``drop_connections``, ``send_raw`` (malfo
 see ``MALFORMED``), ``server_shutdown``, ``stall`` (current connections only),
 ``max_connection_age_s``, ``refuse_handshakes`` (HTTP 429 / 418 with ``Retry-After``, as Binance
 answers too many connection attempts), ``lose_depth_diffs`` (a gap in ``U``/``u``),
-``freeze_depth`` (books stop moving, to compare a client's book with ``depth_book``).
+``freeze_depth`` (books stop moving, to compare a client's book with ``depth_book``),
+``refuse_rest`` (REST answers 429/418 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ class BinanceEmulator:
         self._tasks: set[asyncio.Future[Any]] = set()
         #: (handshakes still to refuse, HTTP status, Retry-After seconds or None)
         self._refusing: tuple[int, int, int | None] = (0, 0, None)
+        self._refusing_rest: tuple[int, int, int | None] = (0, 0, None)
 
     @property
     def url(self) -> str:
@@ -242,6 +244,10 @@ class BinanceEmulator:
         sends 429 when connection attempts exceed its limit and 418 once the IP is banned, with
         ``Retry-After`` in seconds."""
         self._call(setattr, self, "_refusing", (count, status, retry_after_s))
+
+    def refuse_rest(self, count: int, status: int = 429, retry_after_s: int | None = None) -> None:
+        """Answer the next ``count`` REST requests with ``status`` (Binance: 429, then 418)."""
+        self._call(setattr, self, "_refusing_rest", (count, status, retry_after_s))
 
     def lose_depth_diffs(self, symbol: str | None = None, frames: int = 1) -> None:
         """Do not send the next ``frames`` diff frames (of ``symbol`` or every symbol) while the
@@ -361,6 +367,13 @@ class BinanceEmulator:
     async def _rest_depth(self, query: dict[str, list[str]]) -> Response:
         """A replayed market only knows its book once a recorded snapshot was replayed: until
         then (at most ``rest_wait_s``) the answer waits, as a slow exchange would."""
+        left, status, retry_after = self._refusing_rest
+        if left:
+            self._refusing_rest = (left - 1, status, retry_after)
+            response = self._json_response(status, {"code": -1003, "msg": "Too many requests."})
+            if retry_after is not None:
+                response.headers["Retry-After"] = str(retry_after)
+            return response
         symbol = (query.get("symbol") or [""])[0].lower()
         deadline = time.monotonic() + self.rest_wait_s
         while symbol in self.depth.books and symbol not in self.depth.known:

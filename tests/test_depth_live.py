@@ -114,3 +114,23 @@ def test_live_producer_book_equals_the_emulators_through_gaps_and_reconnects(
         assert mine["bid_px"][-1][0] == best
         five = partial[partial["symbol"] == symbol.upper().encode()]["ask_px"]  # depth5
         assert len(five) >= 5 and np.isfinite(five[:, :5]).all() and np.isnan(five[:, 5:]).all()
+
+
+def test_refused_snapshots_are_retried_after_retry_after(tmp_path: Path) -> None:
+    url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?pattern=pubsub"  # nobody needs to listen
+    with emulator_thread(rate=10, symbols=("btcusdt",)) as emu:
+        emu.refuse_rest(2, 429, retry_after_s=1)
+        started = time.monotonic()
+        producer = subprocess.Popen(
+            [*HARNESS, "produce", "binance", "--source", "live", "--endpoint", emu.url,
+             "--transport", url, "--symbols", "btcusdt", "--streams", "depth@100ms",
+             "--duration", "5", "--output-dir", str(tmp_path),
+             "--summary-json", str(tmp_path / "producer.json")],
+            stdout=(tmp_path / "producer.log").open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for(lambda: emu.depth.rest_requests >= 1, 30, "a snapshot after the refusals")
+        assert time.monotonic() - started >= 2.0  # Retry-After: 1 s, twice
+        assert producer.wait(30) == 0, (tmp_path / "producer.log").read_text()[-3000:]
+    produced = json.loads((tmp_path / "producer.json").read_text())
+    assert produced["depth_snapshot_errors"] == 2 and produced["depth_snapshots"] == 1
+    assert "HTTP 429" in (tmp_path / "producer.log").read_text()

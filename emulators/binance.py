@@ -55,6 +55,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from emulators.binance_depth import EmulatedDepth, is_depth_stream
 from producers.binance.synthetic import SUPPORTED_STREAM_TYPES, SyntheticMarket
@@ -67,6 +68,8 @@ MAX_STREAMS = 1024
 #: What the synthetic market generates; depth streams come from the emulator's own books.
 MARKET_STREAM_TYPES = tuple(t for t in SUPPORTED_STREAM_TYPES if not t.startswith("depth"))
 DEPTH_TICK_S = 0.1
+#: Frames a client may have queued before a flat-out replay waits for it.
+MAX_BACKLOG_FLAT_OUT = 1000
 #: Recorded time fields per event type, shifted when a recording is rebased to now.
 _TIME_FIELDS = {
     "trade": ("E", "T"),
@@ -296,6 +299,8 @@ class BinanceEmulator:
         task.add_done_callback(self._tasks.discard)
 
     def _enqueue(self, c: _Client, raw: bytes, text: bool) -> None:
+        if c.ws.state is not State.OPEN:
+            return  # closing: a flat-out replay must not keep its close handshake waiting
         try:
             c.queue.put_nowait((raw, text))
         except asyncio.QueueFull:  # Binance disconnects consumers that fall behind
@@ -529,14 +534,14 @@ class BinanceEmulator:
         span_ns = 0
         while True:
             start = loop.time()
-            for n, frame in enumerate(itertools.chain([first], frames)):
+            for frame in itertools.chain([first], frames):
                 span_ns = max(span_ns, frame.recv_ns - first.recv_ns)
                 if self.speed > 0:
                     delay = start + (frame.recv_ns - first.recv_ns) / 1e9 / self.speed
                     if delay - loop.time() > 0:
                         await asyncio.sleep(delay - loop.time())
                 else:
-                    await self._wait_for_clients(n)
+                    await self._wait_for_clients()
                 stream, raw = self._recorded_frame(frame.raw)
                 if raw is not None:
                     self._route_frame(stream, raw)
@@ -548,12 +553,11 @@ class BinanceEmulator:
             first = next(frames)
         self.replay_done = True
 
-    async def _wait_for_clients(self, n: int) -> None:
-        """Flat out, but never faster than the clients take frames (Binance would cut them)."""
-        if n % 64:
-            return
+    async def _wait_for_clients(self) -> None:
+        """Flat out, but never faster than the clients take frames (Binance would cut them):
+        a turn of the event loop per frame, and a pause while any client has a backlog."""
         await asyncio.sleep(0)
-        while any(c.queue.qsize() > self.queue_frames // 2 for c in self.clients):
+        while any(c.queue.qsize() > MAX_BACKLOG_FLAT_OUT for c in self.clients):
             await asyncio.sleep(0.001)
 
     def _recorded_frame(self, text: str) -> tuple[str, bytes | None]:

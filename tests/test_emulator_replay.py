@@ -52,7 +52,9 @@ Received = list[tuple[float, dict]]
 
 async def collect(url: str, stream: str, count: int, timeout: float = 10) -> Received:
     got: Received = []
-    async with connect(f"{url}/stream?streams={stream}") as ws:
+    # a client that stops reading a flat-out replay pauses its socket: its close handshake
+    # waits behind the frames in flight, so do not wait the default 10 s for it
+    async with connect(f"{url}/stream?streams={stream}", close_timeout=0.5) as ws:
         while len(got) < count:
             raw = await asyncio.wait_for(ws.recv(), timeout)
             got.append((time.monotonic(), orjson.loads(raw)["data"]))

@@ -15,10 +15,22 @@ stream receive byte-identical frames (what the producer's overlap de-duplication
 Unlike Binance, unknown symbols are refused (HTTP 400 in the URL, code 2 in SUBSCRIBE) so a
 typo is visible at once; Binance silently sends nothing for them.
 
+Depth (``emulators.binance_depth``): a book per symbol behind the ``depth`` diff and partial
+streams, and ``GET /api/v3/depth`` on the same port (``http://host:port``), as the exchange
+serves its REST snapshots beside the streams.
+
+A recording (``recording=``) is replayed as it happened: nothing is sent until a client has
+subscribed, then frames keep their recorded gaps (``speed`` times faster; 0 = as fast as the
+clients take them), their timestamps rebased to now (shifted by whole seconds,
+``rebase_granularity_ms``, so one-second windows keep their contents), once (``loop=True``
+repeats it). Recorded REST snapshots keep the emulator's book in step with the replayed diffs.
+
 Faults (thread-safe; call from tests): ``drop_connections``, ``send_raw`` (malformed frames:
 see ``MALFORMED``), ``server_shutdown``, ``stall`` (current connections only),
 ``max_connection_age_s``, ``refuse_handshakes`` (HTTP 429 / 418 with ``Retry-After``, as Binance
-answers too many connection attempts).
+answers too many connection attempts), ``lose_depth_diffs`` (a gap in ``U``/``u``),
+``freeze_depth`` (books stop moving, to compare a client's book with ``depth_book``),
+``refuse_rest`` (REST answers 429/418 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import http
+import itertools
 import logging
 import threading
 import time
@@ -42,14 +55,27 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
+from emulators.binance_depth import EmulatedDepth, is_depth_stream
 from producers.binance.synthetic import SUPPORTED_STREAM_TYPES, SyntheticMarket
-from producers.recording import RecordedFrame, read_recording
+from producers.recording import read_recording
 
 log = logging.getLogger("emulators.binance")
 
 CONTROL_MESSAGES_PER_S = 5
 MAX_STREAMS = 1024
+#: What the synthetic market generates; depth streams come from the emulator's own books.
+MARKET_STREAM_TYPES = tuple(t for t in SUPPORTED_STREAM_TYPES if not t.startswith("depth"))
+DEPTH_TICK_S = 0.1
+#: Frames a client may have queued before a flat-out replay waits for it.
+MAX_BACKLOG_FLAT_OUT = 1000
+#: Recorded time fields per event type, shifted when a recording is rebased to now.
+_TIME_FIELDS = {
+    "trade": ("E", "T"),
+    "aggTrade": ("E", "T"),
+    "24hrTicker": ("E", "O", "C"),
+}
 _TRADE = (
     '{"stream":"btcusdt@trade","data":{"e":"trade","E":%d,"s":"BTCUSDT","t":1,'
     '"p":"60000.00000000","q":"0.00100000","T":%d,"m":true,"M":true}}'
@@ -59,7 +85,7 @@ MALFORMED: dict[str, bytes] = {
     "malformed_json": b'{"stream":"btcusdt@trade","data":{"e":"trade",',
     "invalid_utf8": b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"\xff\xfe"}}',
     "missing_field": b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT"}}',
-    "unknown_event": b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT"}}',
+    "unknown_event": b'{"stream":"btcusdt@avgPrice","data":{"e":"avgPrice","E":1,"s":"BTCUSDT"}}',
     "bad_value": (
         b'{"stream":"btcusdt@trade","data":{"e":"trade","E":%d,"s":"BTCUSDT","t":1,'
         b'"p":"NaN","q":"-1","T":%d,"m":true,"M":true}}'
@@ -116,6 +142,9 @@ class BinanceEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         queue_frames: int = 50_000,
+        speed: float = 1.0,
+        loop: bool = False,
+        rebase_granularity_ms: int | None = 1000,
     ) -> None:
         self.symbols = tuple(s.lower() for s in symbols)
         self.rate, self.seed, self.recording = rate, seed, recording
@@ -124,14 +153,25 @@ class BinanceEmulator:
         self.shutdown_grace_s = shutdown_grace_s
         self.host, self.port = host, port
         self.queue_frames = queue_frames
+        self.speed, self.loop = speed, loop
+        self.rebase_granularity_ms = rebase_granularity_ms
+        #: ms added to recorded timestamps (set when the replay starts)
+        self.rebase_offset_ms = 0
+        self.replay_done = False
+        self.depth = EmulatedDepth(self.symbols, seed, synthetic=recording is None)
+        #: a REST snapshot asked for before the recording replayed one waits this long for it
+        self.rest_wait_s = 3.0
         self.stats = EmulatorStats()
         self.clients: set[_Client] = set()
         self._server: Server | None = None
         self._feeder: asyncio.Task[None] | None = None
+        self._depth_feeder: asyncio.Task[None] | None = None
+        self._subscribed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         #: (handshakes still to refuse, HTTP status, Retry-After seconds or None)
         self._refusing: tuple[int, int, int | None] = (0, 0, None)
+        self._refusing_rest: tuple[int, int, int | None] = (0, 0, None)
 
     @property
     def url(self) -> str:
@@ -151,14 +191,20 @@ class BinanceEmulator:
             max_size=65_536,
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        self._feeder = asyncio.create_task(self._feed())
+        self._subscribed = asyncio.Event()
+        if self.recording is not None:
+            self._feeder = asyncio.create_task(self._replay())
+        else:
+            self._feeder = asyncio.create_task(self._feed())
+            self._depth_feeder = asyncio.create_task(self._feed_depth())
         return self
 
     async def stop(self) -> None:
-        if self._feeder is not None:
-            self._feeder.cancel()
-            with contextlib.suppress(BaseException):
-                await self._feeder
+        for task in (self._feeder, self._depth_feeder):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -202,6 +248,34 @@ class BinanceEmulator:
         ``Retry-After`` in seconds."""
         self._call(setattr, self, "_refusing", (count, status, retry_after_s))
 
+    def refuse_rest(self, count: int, status: int = 429, retry_after_s: int | None = None) -> None:
+        """Answer the next ``count`` REST requests with ``status`` (Binance: 429, then 418)."""
+        self._call(setattr, self, "_refusing_rest", (count, status, retry_after_s))
+
+    def lose_depth_diffs(self, symbol: str | None = None, frames: int = 1) -> None:
+        """Do not send the next ``frames`` diff frames (of ``symbol`` or every symbol) while the
+        books move on: a client sees the next ``U`` beyond its ``u + 1``, as after lost frames."""
+        self._call(self.depth.lose_diffs, symbol, frames)
+
+    def freeze_depth(self, frozen: bool = True) -> None:
+        """Stop (or restart) the synthetic books' changes."""
+        self._call(self.depth.freeze, frozen)
+
+    def depth_book(self, symbol: str) -> tuple[int, dict[float, float], dict[float, float]]:
+        """(lastUpdateId, bids, asks) of the emulator's own book, read on its event loop."""
+        assert self._loop is not None, "emulator not started"
+
+        async def read() -> tuple[int, dict[float, float], dict[float, float]]:
+            return self.depth.levels(symbol)
+
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            return self.depth.levels(symbol)
+        return asyncio.run_coroutine_threadsafe(read(), self._loop).result(10)
+
     def stall(self) -> None:
         """Stop sending data on current connections; sockets stay open and answer pings."""
         self._call(lambda: [setattr(c, "stalled", True) for c in self.clients])
@@ -225,6 +299,8 @@ class BinanceEmulator:
         task.add_done_callback(self._tasks.discard)
 
     def _enqueue(self, c: _Client, raw: bytes, text: bool) -> None:
+        if c.ws.state is not State.OPEN:
+            return  # closing: a flat-out replay must not keep its close handshake waiting
         try:
             c.queue.put_nowait((raw, text))
         except asyncio.QueueFull:  # Binance disconnects consumers that fall behind
@@ -236,7 +312,7 @@ class BinanceEmulator:
         sym, kind = _split_stream(stream)
         if sym not in self.symbols:
             return f"unknown symbol {sym!r} in stream {stream!r}"
-        if kind not in SUPPORTED_STREAM_TYPES:
+        if kind not in MARKET_STREAM_TYPES and not is_depth_stream(kind):
             return f"unsupported stream type {kind!r}"
         return None
 
@@ -250,6 +326,9 @@ class BinanceEmulator:
         raise ValueError(f"unknown path {parts.path!r}; use /stream?streams= or /ws/<stream>")
 
     def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        if parts.path == "/api/v3/depth":  # REST beside the streams, as plain HTTP
+            return self._rest_depth(parse_qs(parts.query))  # a coroutine: websockets awaits it
         self.stats.paths.append(request.path)
         self.stats.handshake_times.append(time.monotonic())
         left, status, retry_after = self._refusing
@@ -285,11 +364,35 @@ class BinanceEmulator:
         retry_after_s: int | None = None,
     ) -> Response:
         self.stats.rejected_handshakes += 1
-        body = orjson.dumps({"code": code, "msg": msg})
-        headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(body))})
+        response = self._json_response(status.value, {"code": code, "msg": msg})
         if retry_after_s is not None:
-            headers["Retry-After"] = str(retry_after_s)
-        return Response(status.value, status.phrase, headers, body)
+            response.headers["Retry-After"] = str(retry_after_s)
+        return response
+
+    async def _rest_depth(self, query: dict[str, list[str]]) -> Response:
+        """A replayed market only knows its book once a recorded snapshot was replayed: until
+        then (at most ``rest_wait_s``) the answer waits, as a slow exchange would."""
+        left, status, retry_after = self._refusing_rest
+        if left:
+            self._refusing_rest = (left - 1, status, retry_after)
+            response = self._json_response(status, {"code": -1003, "msg": "Too many requests."})
+            if retry_after is not None:
+                response.headers["Retry-After"] = str(retry_after)
+            return response
+        symbol = (query.get("symbol") or [""])[0].lower()
+        deadline = time.monotonic() + self.rest_wait_s
+        while symbol in self.depth.books and symbol not in self.depth.known:
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.005)
+        status, body = self.depth.rest_depth(query)
+        return self._json_response(status, body)
+
+    @staticmethod
+    def _json_response(status: int, obj: object) -> Response:
+        body = orjson.dumps(obj)
+        headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(body))})
+        return Response(status, http.HTTPStatus(status).phrase, headers, body)
 
     async def _handle(self, ws: ServerConnection) -> None:
         combined, streams = self._parse_path(ws.request.path if ws.request else "/ws")
@@ -297,6 +400,8 @@ class BinanceEmulator:
             ws, combined, set(streams), asyncio.Queue(self.queue_frames), time.monotonic()
         )
         self.clients.add(client)
+        if client.streams and self._subscribed is not None:
+            self._subscribed.set()
         self.stats.connections += 1
         self.stats.open_connections += 1
         sender = asyncio.create_task(self._send_loop(client))
@@ -374,59 +479,135 @@ class BinanceEmulator:
             if len(c.streams | set(params)) > MAX_STREAMS:
                 return {"code": 2, "msg": "Invalid request: too many streams", "id": rid}
             c.streams.update(params)
+            if params and self._subscribed is not None:
+                self._subscribed.set()
         else:
             c.streams.difference_update(params)
         return {"result": None, "id": rid}
 
-    def _source(self) -> Iterator[RecordedFrame]:
-        if self.recording is not None:
-            while True:  # loop the recording
-                yield from read_recording(self.recording)
-        start_ms = time.time_ns() // 1_000_000
+    async def _feed(self) -> None:
+        """Pace the synthetic market in real time and route each frame to subscribed clients."""
         market = SyntheticMarket(
             list(self.symbols),
-            list(SUPPORTED_STREAM_TYPES),
+            list(MARKET_STREAM_TYPES),
             seed=self.seed,
-            start_ms=start_ms,
+            start_ms=time.time_ns() // 1_000_000,
             rate=self.rate,
         )
-        yield from market.frames()
-
-    async def _feed(self) -> None:
-        """Pace the source in real time and route each frame to subscribed connections."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         first: int | None = None
-        last_recv = 0
-        offset = 0
-        for frame in self._source():
+        for frame in market.frames():
             if first is None:
                 first = frame.recv_ns
-            if frame.recv_ns < last_recv - 60_000_000_000:  # recording looped: shift time
-                offset += last_recv - frame.recv_ns
-            last_recv = frame.recv_ns
-            due = start + (frame.recv_ns + offset - first) / 1e9
-            delay = due - loop.time()
+            delay = start + (frame.recv_ns - first) / 1e9 - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             self._route(frame.raw)
 
-    def _route(self, raw: str) -> None:
-        if not self.clients:
+    async def _feed_depth(self) -> None:
+        """Move the books every 100 ms; a diff or partial frame goes to whoever wants it."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            next_tick += DEPTH_TICK_S
+            await asyncio.sleep(max(next_tick - loop.time(), 0.0))
+            wanted = {s for c in self.clients for s in c.streams}
+            for stream, raw in self.depth.tick(time.time_ns() // 1_000_000, wanted):
+                self._route_frame(stream, raw)
+
+    async def _replay(self) -> None:
+        """Replay the recording as it happened, from the moment a client has subscribed."""
+        assert self.recording is not None and self._subscribed is not None
+        frames = read_recording(self.recording)
+        first = next(frames, None)
+        if first is None:
+            self.replay_done = True
             return
-        end = raw.find('"', 11)
-        stream = raw[11:end] if raw.startswith('{"stream":"') else ""
-        combined: bytes | None = None
+        await self._subscribed.wait()
+        loop = asyncio.get_running_loop()
+        start_ns = time.time_ns()
+        granularity = self.rebase_granularity_ms
+        if granularity:
+            behind_ms = start_ns // 1_000_000 - first.recv_ns // 1_000_000
+            self.rebase_offset_ms = behind_ms - behind_ms % granularity
+        span_ns = 0
+        while True:
+            start = loop.time()
+            for frame in itertools.chain([first], frames):
+                span_ns = max(span_ns, frame.recv_ns - first.recv_ns)
+                if self.speed > 0:
+                    delay = start + (frame.recv_ns - first.recv_ns) / 1e9 / self.speed
+                    if delay - loop.time() > 0:
+                        await asyncio.sleep(delay - loop.time())
+                else:
+                    await self._wait_for_clients()
+                stream, raw = self._recorded_frame(frame.raw)
+                if raw is not None:
+                    self._route_frame(stream, raw)
+            if not self.loop:
+                break
+            step = granularity or 1
+            self.rebase_offset_ms += (span_ns // 1_000_000 // step + 1) * step
+            frames = read_recording(self.recording)
+            first = next(frames)
+        self.replay_done = True
+
+    async def _wait_for_clients(self) -> None:
+        """Flat out, but never faster than the clients take frames (Binance would cut them):
+        a turn of the event loop per frame, and a pause while any client has a backlog."""
+        await asyncio.sleep(0)
+        while any(c.queue.qsize() > MAX_BACKLOG_FLAT_OUT for c in self.clients):
+            await asyncio.sleep(0.001)
+
+    def _recorded_frame(self, text: str) -> tuple[str, bytes | None]:
+        """(stream, bytes to send, or None for a recorded REST snapshot), time fields rebased."""
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return _stream_name(text), text.encode()  # a bad frame is replayed as it was
+        if not isinstance(obj, dict):
+            return "", text.encode()
+        data = obj.get("data") if "stream" in obj else obj
+        stream = obj.get("stream") if isinstance(obj.get("stream"), str) else ""
+        if not isinstance(data, dict):
+            return stream, text.encode()
+        if stream and not self.depth.apply_recorded(stream, data):
+            return stream, None
+        offset = self.rebase_offset_ms
+        if offset:
+            event = data.get("e")
+            for name in _TIME_FIELDS.get(event, ("E",)) if isinstance(event, str) else ("E",):
+                if type(data.get(name)) is int:
+                    data[name] += offset
+            kline = data.get("k") if event == "kline" else None
+            if isinstance(kline, dict):
+                for name in ("t", "T"):
+                    if type(kline.get(name)) is int:
+                        kline[name] += offset
+            return stream, orjson.dumps(obj)
+        return stream, text.encode()
+
+    def _route(self, raw: str) -> None:
+        if self.clients:
+            self._route_frame(_stream_name(raw), raw.encode())
+
+    def _route_frame(self, stream: str, combined: bytes) -> None:
         payload: bytes | None = None
         for c in list(self.clients):
             if stream not in c.streams:
                 continue
-            if c.combined:
-                combined = combined or raw.encode()
+            if c.combined or not stream:
                 self._enqueue(c, combined, True)
             else:
-                payload = payload or raw[raw.index('"data":') + 7 : -1].encode()
+                if payload is None:
+                    payload = combined[combined.index(b'"data":') + 7 : -1]
                 self._enqueue(c, payload, True)
+
+
+def _stream_name(raw: str) -> str:
+    end = raw.find('"', 11)
+    return raw[11:end] if raw.startswith('{"stream":"') and end > 0 else ""
 
 
 @contextlib.contextmanager
@@ -476,7 +657,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--symbols", default="btcusdt,ethusdt")
     parser.add_argument("--rate", type=float, default=200.0, help="trades/s across symbols")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--recording", type=Path, help="serve this recording (looped)")
+    parser.add_argument("--recording", type=Path, help="replay this recording as it happened")
+    parser.add_argument("--speed", type=float, default=1.0, help="replay pace (0 = max)")
+    parser.add_argument("--loop", action="store_true", help="repeat the recording")
     parser.add_argument("--ping-interval", type=float, default=20.0)
     parser.add_argument("--max-connection-age", type=float, default=24 * 3600.0)
     args = parser.parse_args(argv)
@@ -486,6 +669,8 @@ def main(argv: list[str] | None = None) -> None:
         rate=args.rate,
         seed=args.seed,
         recording=args.recording,
+        speed=args.speed,
+        loop=args.loop,
         ping_interval=args.ping_interval,
         max_connection_age_s=args.max_connection_age,
         host=args.host,

@@ -163,7 +163,8 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
             [*h, "process", "candles", "--transport", urls["market"][1],
              "--output", str(out / "market.h5"), "--windows", cfg.windows,
              *_end_options(cfg), "--quiet",
-             "--summary-json", str(logs / "candles.json")],
+             "--summary-json", str(logs / "candles.json"),
+             *(["--with-depth"] if wants_depth(cfg.streams) else [])],
             logs / "candles.log", logs / "candles.json",
         ),
     ]
@@ -209,6 +210,12 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
 def _end_options(cfg: PipelineConfig) -> list[str]:
     """Each processor reads one producer: it stops when that one's announced end is complete."""
     return ["--end-after-producers", "1", "--end-grace", str(cfg.end_grace_s)]
+
+
+def wants_depth(streams: str) -> bool:
+    """Depth streams are on: the candle processor also keeps order books (one process reads
+    one producer's link; two on a ZeroMQ PUSH socket would each get half of it)."""
+    return any(s.strip().startswith("depth") for s in streams.split(","))
 
 
 def row_counts(path: Path) -> dict[str, int]:

@@ -122,6 +122,10 @@ def render_table(summaries: list[dict[str, Any]], width: int | None = TERMINAL_W
         ("candles_1m rows", [s["rows"].get("candles_1m", 0) for s in summaries]),
         ("trades rows", [s["rows"].get("trades", 0) for s in summaries]),
         ("tweets rows", [s["rows"].get("sentiment:tweets", 0) for s in summaries]),
+        *(
+            [("depth_1s rows", [s["rows"].get("depth_1s", 0) for s in summaries])]
+            if any(s["rows"].get("depth_1s") for s in summaries) else []
+        ),
         ("late events", [s["late"] for s in summaries]),
         ("dead letters", [s["dead_letters"] for s in summaries]),
         ("  of them at producers", [s.get("producer_dead_letters", 0) for s in summaries]),

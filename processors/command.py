@@ -33,8 +33,10 @@ from transports.url import parse_bool
 
 log = logging.getLogger("processors.command")
 
-DEFAULT_ENDPOINTS = {"candles": "zmq+tcp://127.0.0.1:5555", "sentiment": "zmq+tcp://127.0.0.1:5556"}
-DEFAULT_OUTPUTS = {"candles": "output/market.h5", "sentiment": "output/sentiment.h5"}
+DEFAULT_ENDPOINTS = {"candles": "zmq+tcp://127.0.0.1:5555", "sentiment": "zmq+tcp://127.0.0.1:5556",
+                     "depth": "zmq+tcp://127.0.0.1:5555"}
+DEFAULT_OUTPUTS = {"candles": "output/market.h5", "sentiment": "output/sentiment.h5",
+                   "depth": "output/depth.h5"}
 
 
 
@@ -69,12 +71,29 @@ def settings_for(kind: str) -> list[Setting]:
         Setting("quiet", False, "no progress lines", parse=parse_bool),
         Setting("heartbeat", None, "touch this file every few seconds while running (checked "
                 "by `harness health FILE`, the compose healthcheck)"),
+        *(
+            [Setting("with_depth", False, "also keep order books from the depth topics "
+                     "(depth_1s in the same file)", parse=parse_bool)]
+            if kind == "candles" else []
+        ),
     ]
 
 
 def _make_stage(kind: str, values: dict[str, Any]) -> Any:
     windows = parse_csv(values["windows"])
     grace = values["grace_ms"]
+    if kind == "depth":
+        from processors.depth_stage import DepthStage
+
+        return DepthStage
+    if kind == "candles" and values["with_depth"]:
+        from processors.candle_stage import CandleStage
+        from processors.combined_stage import CombinedStage
+        from processors.depth_stage import DepthStage
+
+        return lambda dead: CombinedStage(
+            dead, [CandleStage(dead, windows, grace), DepthStage(dead)]
+        )
     if kind == "candles":
         from processors.candle_stage import CandleStage
 
@@ -130,6 +149,7 @@ def register(sub: Any) -> None:
     for kind, help_text in (
         ("candles", "Binance trades/tickers -> candles and ticker aggregates in HDF5"),
         ("sentiment", "tweets -> VADER scores and per-coin window sentiment in HDF5"),
+        ("depth", "Binance depth diffs/snapshots -> a local order book per symbol, depth_1s"),
     ):
         parser = sub.add_parser(kind, help=help_text)
         add_settings(parser, settings_for(kind))

@@ -62,7 +62,7 @@ def test_synthetic_run_publishes_into_zeromq(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--symbols", "btc-usdt"], "bad symbol 'btc-usdt'"),
-        (["--streams", "trade,depth"], "unknown stream type 'depth'"),
+        (["--streams", "trade,depth7"], "unknown stream type 'depth7'"),
         (["--source", "replay", "--recording", "/nonexistent/rec.jsonl.gz"], "does not exist"),
     ],
 )

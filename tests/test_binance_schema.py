@@ -41,7 +41,8 @@ def test_every_synthetic_event_type_validates() -> None:
         assert isinstance(ev, MarketEvent)
         assert ev.unknown_fields == 0
         seen.add(ev.event)
-    assert seen == {"trade", "aggTrade", "kline", "24hrTicker", "24hrMiniTicker", "bookTicker"}
+    assert seen == {"trade", "aggTrade", "kline", "24hrTicker", "24hrMiniTicker", "bookTicker",
+                    "depthUpdate", "depthPartial", "depthSnapshot"}
 
 
 def test_trade_fields_and_raw_payload() -> None:
@@ -68,7 +69,7 @@ def test_book_ticker_has_no_event_time() -> None:
         (b'{"stream":"btcusdt@trade","data":{"e":', "malformed_json"),
         (b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"\xff"}}', "invalid_utf8"),
         (frame({**TRADE, "pad": "x" * 70_000}), "oversize"),
-        (frame({**TRADE, "e": "depthUpdate"}), "unknown_event"),
+        (frame({**TRADE, "e": "avgPrice"}), "unknown_event"),
         (frame({k: v for k, v in TRADE.items() if k != "q"}), "missing_field"),
         (frame({k: v for k, v in TRADE.items() if k != "e"}), "missing_field"),
         (frame({**TRADE, "p": 60000.0}), "bad_type"),

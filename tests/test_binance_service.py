@@ -56,7 +56,7 @@ def test_bad_frames_dead_lettered_while_good_ones_flow(tmp_path: Path) -> None:
         b"{not json",
         b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"\xc3\x28"}}',
         '{"stream":"btcusdt@trade","data":{"e":"trade","E":1}}',
-        '{"stream":"btcusdt@depth","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT"}}',
+        '{"stream":"btcusdt@avgPrice","data":{"e":"avgPrice","E":1,"s":"BTCUSDT"}}',
     ]
     for i, f in enumerate(good):
         pipe.handle(f.raw, f.recv_ns)

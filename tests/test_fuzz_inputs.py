@@ -62,6 +62,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.dead_letters import DeadLetters
+from processors.depth_parsing import decode_depth
 from processors.sentiment import decode_tweet
 from processors.trade_parsing import DecodeError, decode_ticker, decode_trade
 from producers.binance.schema import (
@@ -73,6 +74,7 @@ from producers.binance.schema import (
 )
 from producers.binance.service import BinancePipeline
 from producers.binance.synthetic import SUPPORTED_STREAM_TYPES, SyntheticMarket
+from producers.binance.topics import ALL_TOPICS
 from producers.twitter.schema import Frame, TweetRejected, check_tweet, decode_body
 from producers.twitter.service import TOPIC as TWEET_TOPIC
 from producers.twitter.service import TweetPipeline
@@ -125,7 +127,7 @@ def _valid_binance_frames() -> dict[str, list[dict[str, Any]]]:
     for frame in market.frames():
         obj = orjson.loads(frame.raw)
         stream_type = obj["stream"].split("@", 1)[1]
-        if len(by_type[stream_type]) < 3:
+        if stream_type in by_type and len(by_type[stream_type]) < 3:  # not depthSnapshot
             by_type[stream_type].append(obj)
         if all(len(v) == 3 for v in by_type.values()):
             return by_type
@@ -260,6 +262,7 @@ def test_processor_decoders_raise_only_decode_errors(case: tuple[bytes, dict[str
     _decoder_outcome(decode_trade, value, DECODE_KINDS)
     _decoder_outcome(decode_ticker, value, DECODE_KINDS)
     _decoder_outcome(decode_tweet, value, TWEET_DECODE_KINDS)
+    _decoder_outcome(lambda v: decode_depth(v, START_MS), value, DECODE_KINDS)
 
 
 @FUZZ
@@ -268,6 +271,7 @@ def test_arbitrary_bytes_never_crash_the_processor_decoders(value: bytes) -> Non
     _decoder_outcome(decode_trade, value, DECODE_KINDS)
     _decoder_outcome(decode_ticker, value, DECODE_KINDS)
     _decoder_outcome(decode_tweet, value, TWEET_DECODE_KINDS)
+    _decoder_outcome(lambda v: decode_depth(v, START_MS), value, DECODE_KINDS)
 
 
 def _trade(**changes: Any) -> dict[str, Any]:
@@ -360,8 +364,7 @@ def inproc_link() -> Iterator[tuple[Any, Subscriber]]:
     url = f"zmq+inproc://fuzz-{uuid.uuid4().hex[:8]}?pattern=pushpull"
     with open_transport(url) as transport:
         publisher = transport.publisher("fuzz")
-        topics = ["binance.trade", "binance.aggTrade", "binance.kline", "binance.ticker",
-                  "binance.miniTicker", "binance.bookTicker", TWEET_TOPIC]
+        topics = [*ALL_TOPICS, TWEET_TOPIC]
         subscriber = transport.subscriber(topics)
         try:
             yield publisher, subscriber

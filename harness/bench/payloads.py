@@ -1,4 +1,4 @@
-"""Message bodies for load: fixed-size bytes or synthetic Binance trade frames.
+"""Message bodies for load: fixed-size bytes, synthetic Binance trade or depth frames.
 
 A pool is built before the clock starts, so the send loop measures the transport and not
 payload generation.
@@ -65,7 +65,20 @@ def _from_synthetic(module: Any, seed: int, count: int) -> list[bytes]:
     return [frame.raw.encode() for frame in itertools.islice(market.frames(), count)]
 
 
+def binance_depth_payloads(seed: int = 0, count: int = 2 * POOL_SIZE) -> list[bytes]:
+    """Combined-stream ``@depth@100ms`` diff frames of one symbol, in the order generated, so
+    their sizes follow the synthetic book's heavy tail (see ``producers.binance.synthetic_depth``;
+    the README gives the pool's median and maximum with their command)."""
+    from producers.binance.synthetic import SyntheticMarket
+
+    market = SyntheticMarket(["btcusdt"], ["depth@100ms"], seed=seed + 1)
+    diffs = (f.raw.encode() for f in market.frames() if '@depth@100ms"' in f.raw[:40])
+    return list(itertools.islice(diffs, count))
+
+
 def make_payloads(kind: str, size: int, seed: int = 0) -> list[bytes]:
     if kind == "binance":
         return binance_trade_payloads(seed)
+    if kind == "depth":
+        return binance_depth_payloads(seed)
     return fixed_payloads(size)

@@ -19,7 +19,7 @@ from harness.errors import UserError
 WORKLOAD_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "workloads"
 
 SCHEDULES = ("uniform", "bursts", "binance")
-PAYLOADS = ("fixed", "binance")
+PAYLOADS = ("fixed", "binance", "depth")
 RATE_MODES = ("fixed", "sweep", "max")
 
 #: Built-in transport presets; ``{broker}``, ``{port}``, ``{consumers}`` and the ``kafka``/``zmq``
@@ -60,7 +60,7 @@ class Scenario:
 
     name: str = "scenario"
     description: str = ""
-    payload: str = "fixed"  # fixed | binance (synthetic trade frames)
+    payload: str = "fixed"  # fixed | binance (synthetic trade frames) | depth (depth@100ms diffs)
     message_bytes: int = 170
     schedule: str = "uniform"  # uniform | bursts (burst_size share one instant) | binance
     burst_size: int = 1

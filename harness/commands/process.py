@@ -12,7 +12,7 @@ PROCESSORS: tuple[str, ...] = ("processors.command",)
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "process", help="run a processor stage (candles or sentiment) into HDF5"
+        "process", help="run a processor stage (candles, sentiment or depth) into HDF5"
     )
     kinds = parser.add_subparsers(dest="processor_name", metavar="KIND", required=True)
     for module_name in PROCESSORS:

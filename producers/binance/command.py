@@ -43,7 +43,7 @@ from producers.binance.service import (
     run_live,
 )
 from producers.binance.synthetic import SyntheticMarket
-from producers.binance.topics import stream_names
+from producers.binance.topics import is_diff_depth_stream, stream_names
 from producers.recording import RecordedFrame, RecordingWriter, paced, read_recording
 from producers.run_control import (
     PaceTracker,
@@ -63,10 +63,17 @@ SETTINGS: tuple[Setting, ...] = (
         "streams",
         ["trade", "aggTrade", "kline_1m", "ticker", "bookTicker"],
         "comma-separated stream types (trade, aggTrade, kline_<interval>, ticker, miniTicker, "
-        "bookTicker)",
+        "bookTicker, depth[@100ms|@1000ms], depth<5|10|20>[@100ms|@1000ms])",
         parse=parse_csv,
     ),
     Setting("endpoint", DEFAULT_ENDPOINT, "websocket base URL (an emulator for offline use)"),
+    Setting("rest_endpoint", "", "live depth: REST base for /api/v3/depth snapshots (default: "
+            "api.binance.com for Binance's streams, else the websocket's host)"),
+    Setting("depth_snapshot_limit", 1000, "live depth: levels per side in a REST snapshot",
+            parse=int),
+    Setting("depth_snapshot_every", 60.0, "live depth: seconds between fresh snapshots per "
+            "symbol, so a consumer that lost messages resynchronises (0 = only on gaps)",
+            parse=float),
     Setting("recording", None, "recording to replay (gzip JSONL)", parse=Path),
     Setting("record", None, "write every raw received frame to this recording", parse=Path),
     Setting("speed", 1.0, "replay pace: 1, N (times faster) or 0/max", parse=parse_speed),
@@ -150,8 +157,14 @@ def run(args: argparse.Namespace) -> int:
         max_skew_ms=cfg["max_skew_ms"],
     )
     stop = StopAfter(cfg["duration"], cfg["max_messages"])
+    depth_stats: list[Any] = []  # the live depth synchronisation's counters, if it runs
+
+    def summary() -> dict[str, object]:
+        counts = pipeline.counters.summary()
+        return {**counts, **depth_stats[0].summary()} if depth_stats else counts
+
     progress = ProgressReporter(
-        f"binance {cfg['source']}", pipeline.counters.summary, every_s=cfg["progress_every"],
+        f"binance {cfg['source']}", summary, every_s=cfg["progress_every"],
         heartbeat=Heartbeat(cfg["heartbeat"]),
     )
     try:
@@ -169,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
                 )
                 try:
                     asyncio.run(
-                        run_live(pipeline, BinanceLiveClient(streams, live), stop, progress)
+                        _run_live(pipeline, streams, live, cfg, stop, progress, depth_stats)
                     )
                 except BinanceRequestError as exc:
                     raise UserError(f"exchange refused the subscription: {exc}") from None
@@ -181,12 +194,40 @@ def run(args: argparse.Namespace) -> int:
         store.close()
         progress.final()
         write_summary(
-            cfg["summary_json"], producer_id, publisher.published_by_topic,
-            pipeline.counters.summary(), pace,
+            cfg["summary_json"], producer_id, publisher.published_by_topic, summary(), pace,
         )
     if dead.total:
         print(f"  dead letters: {dead.total} in {store.path}", file=sys.stderr)
     return 0
+
+
+async def _run_live(
+    pipeline: BinancePipeline,
+    streams: list[str],
+    live: LiveConfig,
+    cfg: dict[str, Any],
+    stop: StopAfter,
+    progress: ProgressReporter,
+    depth_stats: list[Any],
+) -> None:
+    """The live client; with diff depth streams, the REST snapshots that synchronise them."""
+    client = BinanceLiveClient(streams, live)
+    depth_symbols = sorted({s.split("@", 1)[0] for s in streams if is_diff_depth_stream(s)})
+    if not depth_symbols:
+        await run_live(pipeline, client, stop, progress)
+        return
+    from producers.binance.depth_sync import DepthSync, RestSnapshots, rest_endpoint_for
+
+    rest = cfg["rest_endpoint"] or rest_endpoint_for(cfg["endpoint"])
+    sync = DepthSync(
+        pipeline,
+        RestSnapshots(rest, cfg["depth_snapshot_limit"]),
+        depth_symbols,
+        refresh_s=cfg["depth_snapshot_every"],
+    )
+    depth_stats.append(sync.stats)
+    async with sync.running():
+        await run_live(sync, client, stop, progress)  # type: ignore[arg-type]  # same interface
 
 
 def _checked_recording(path: Path, speed: float, pace: PaceTracker) -> Iterator[RecordedFrame]:

@@ -145,6 +145,9 @@ ID_FIELD: dict[str, str | None] = {
     "kline": None,
     "24hrTicker": None,
     "24hrMiniTicker": None,
+    "depthUpdate": "u",
+    "depthPartial": "lastUpdateId",
+    "depthSnapshot": "lastUpdateId",
 }
 
 
@@ -215,7 +218,9 @@ def parse_frame(
     if size > max_frame_bytes or (
         type(raw) is str and size * 4 > max_frame_bytes and len(raw.encode()) > max_frame_bytes
     ):
-        raise ValidationError("oversize", f"frame of {size} bytes > {max_frame_bytes}")
+        limit = _depth_schema().MAX_SNAPSHOT_FRAME_BYTES  # REST depth snapshots are larger
+        if not (size <= limit and _depth_schema().is_snapshot_frame(raw)):
+            raise ValidationError("oversize", f"frame of {size} bytes > {max_frame_bytes}")
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -237,11 +242,15 @@ def parse_frame(
     if event is None:
         if "u" in data and "b" in data and "a" in data:
             event = "bookTicker"  # spot bookTicker carries no event type
+        elif "lastUpdateId" in data:  # partial book depth or a recorded REST snapshot
+            return _depth_schema().parse_depth_book(stream, data)
         else:
             raise ValidationError("missing_field", "no event type 'e'")
     elif event == "serverShutdown":
         e_time = data.get("E")
         return ServerShutdown(e_time if type(e_time) is int else None)
+    elif event == "depthUpdate":
+        return _depth_schema().parse_depth_update(stream, data, recv_ms, max_skew_ms)
     spec = FIELDS.get(event) if type(event) is str else None
     if spec is None:
         raise ValidationError("unknown_event", f"unknown event type {event!r}")
@@ -269,6 +278,13 @@ def parse_frame(
     if stream is not None and not stream.startswith(symbol.lower() + "@"):
         raise ValidationError("stream_mismatch", f"stream {stream!r} carries symbol {symbol!r}")
     return MarketEvent(stream, event, TOPIC_BY_EVENT[event], symbol, data, e_time, unknown)
+
+
+def _depth_schema() -> Any:
+    """Depth frames are checked in their own module (imported on first use: it imports this)."""
+    from producers.binance import depth_schema
+
+    return depth_schema
 
 
 def _check(data: dict[str, Any], spec: tuple[tuple[str, int], ...], event: str) -> int:

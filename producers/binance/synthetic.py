@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from producers.binance.synthetic_depth import DEPTH_STREAM_TYPES, TICK_MS, SyntheticDepth
 from producers.binance.topics import event_for_stream_type
 from producers.recording import RecordedFrame
 
@@ -38,7 +39,9 @@ _QTY_SIGMA = (math.log(0.324) - _QTY_MU) / 2.326  # p99 = 0.324
 BUYER_MAKER_SHARE = 0.54
 BOOK_TICKERS_PER_TRADE = 112 / 30.6  # figures.md: ~112 bookTicker frames/s vs ~30 trades/s
 START_PRICES = {"btcusdt": 60_000.0, "ethusdt": 2_600.0, "bnbusdt": 550.0, "solusdt": 150.0}
-SUPPORTED_STREAM_TYPES = ("trade", "aggTrade", "kline_1m", "ticker", "miniTicker", "bookTicker")
+SUPPORTED_STREAM_TYPES = (
+    "trade", "aggTrade", "kline_1m", "ticker", "miniTicker", "bookTicker", *DEPTH_STREAM_TYPES
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -93,6 +96,7 @@ class SyntheticMarket:
         self.types = set(types)
         self.combined = combined
         self.rng = random.Random(seed)
+        self.depth = SyntheticDepth(self.types, seed, combined=combined)
         self.start_ms = start_ms
         self.rate = rate if rate and rate > 0 else MEAN_TRADES_PER_S * len(symbols)
         self.symbols: list[_Symbol] = []
@@ -130,6 +134,8 @@ class SyntheticMarket:
                 heapq.heappush(heap, (t0 + 1000.0 + i, next(tie), "ticker", i))
             if "kline_1m" in self.types:
                 heapq.heappush(heap, (t0 + 2000.0 + i, next(tie), "kline", i))
+            if self.depth.types:
+                heapq.heappush(heap, (t0 + i, next(tie), "depth", i))
         while True:
             t, _, kind, idx = heapq.heappop(heap)
             e_ms = int(t)
@@ -139,6 +145,10 @@ class SyntheticMarket:
             elif kind == "book":
                 heapq.heappush(heap, (t + rng.expovariate(book_rate_ms), next(tie), kind, -1))
                 yield self._book(self.symbols[rng.randrange(n)], e_ms)
+            elif kind == "depth":
+                heapq.heappush(heap, (t + TICK_MS, next(tie), kind, idx))
+                sym = self.symbols[idx]
+                yield from self.depth.tick(sym.name, sym.price_ticks, e_ms, idx)
             elif kind == "ticker":
                 heapq.heappush(heap, (t + 1000.0, next(tie), kind, idx))
                 yield from self._tickers(self.symbols[idx], e_ms)

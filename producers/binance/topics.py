@@ -13,6 +13,10 @@ KLINE = "binance.kline"
 TICKER = "binance.ticker"
 MINI_TICKER = "binance.miniTicker"
 BOOK_TICKER = "binance.bookTicker"
+#: Diff depth updates and the REST snapshots the live producer interleaves with them (one topic,
+#: keyed by symbol, so a snapshot keeps its place among the diffs it is synchronised with).
+DEPTH = "binance.depth"
+DEPTH_PARTIAL = "binance.depthPartial"
 
 #: Binance's event type (``e``; bookTicker has none, we name it "bookTicker") -> topic.
 TOPIC_BY_EVENT: dict[str, str] = {
@@ -22,8 +26,11 @@ TOPIC_BY_EVENT: dict[str, str] = {
     "24hrTicker": TICKER,
     "24hrMiniTicker": MINI_TICKER,
     "bookTicker": BOOK_TICKER,
+    "depthUpdate": DEPTH,
+    "depthSnapshot": DEPTH,  # ours: a REST snapshot, published as a message (no Binance event)
+    "depthPartial": DEPTH_PARTIAL,  # ours: partial-book payloads carry no event type
 }
-ALL_TOPICS: tuple[str, ...] = tuple(TOPIC_BY_EVENT.values())
+ALL_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(TOPIC_BY_EVENT.values()))
 
 #: Stream-name suffix (after ``<symbol>@``) -> event type the stream carries.
 EVENT_BY_STREAM_TYPE: dict[str, str] = {
@@ -32,6 +39,14 @@ EVENT_BY_STREAM_TYPE: dict[str, str] = {
     "ticker": "24hrTicker",
     "miniTicker": "24hrMiniTicker",
     "bookTicker": "bookTicker",
+    "depth": "depthUpdate",
+    "depth@100ms": "depthUpdate",
+    "depth@1000ms": "depthUpdate",
+    **{
+        f"depth{levels}{speed}": "depthPartial"
+        for levels in (5, 10, 20)
+        for speed in ("", "@100ms", "@1000ms")
+    },
 }
 KLINE_INTERVALS: tuple[str, ...] = (
     "1s",
@@ -68,6 +83,11 @@ def event_for_stream_type(stream_type: str) -> str:
     except KeyError:
         accepted = ", ".join([*EVENT_BY_STREAM_TYPE, "kline_<interval>"])
         raise ValueError(f"unknown stream type {stream_type!r}; accepted: {accepted}") from None
+
+
+def is_diff_depth_stream(stream: str) -> bool:
+    """``<symbol>@depth``, ``@depth@100ms`` or ``@depth@1000ms``: diffs that need a snapshot."""
+    return stream.partition("@")[2] in ("depth", "depth@100ms", "depth@1000ms")
 
 
 def stream_names(symbols: list[str], stream_types: list[str]) -> list[str]:

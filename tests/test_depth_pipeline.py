@@ -23,7 +23,7 @@ def test_harness_run_with_depth_writes_depth_rows(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "depth_1s rows" in done.stdout
-    with open_snapshot(out / "zmq" / "market.h5") as snap:
+    with open_snapshot(out / "latest" / "zmq" / "market.h5") as snap:
         depth = snap.read("depth_1s")
         assert snap.rows["trades"] > 0 and snap.rows["depth_partial_1s"] > 0
     assert len(depth) >= 4 and depth["synced"].all() and (depth["gaps"] == 0).all()

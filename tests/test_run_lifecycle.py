@@ -85,7 +85,7 @@ def _start_run(tmp_path: Path, transport: str = "zmq") -> tuple[subprocess.Popen
     _wait_for(all_children, 60, "the run's stages")
     # trades in the file: every stage is connected (a PUSH socket without its peer would
     # make the producer give up at the signal, and its processor get no end announcement)
-    market = tmp_path / transport / "market.h5"
+    market = tmp_path / "latest" / transport / "market.h5"
     _wait_for(lambda: row_counts(market).get("trades", 0) > 0, 60, "trades in the file")
     return proc, children
 
@@ -99,10 +99,11 @@ def test_sigterm_or_sigint_to_harness_run_is_a_graceful_stop(tmp_path: Path, sig
     assert "market msgs published" in out  # the summary table is printed
     _wait_for(lambda: not any(_alive(p) for p in children), 5, "no child left")
     for stage in ("candles", "sentiment"):
-        summary = json.loads((tmp_path / "zmq" / "logs" / f"{stage}.json").read_text())
+        logs = tmp_path / "latest" / "zmq" / "logs"
+        summary = json.loads((logs / f"{stage}.json").read_text())
         assert summary["stopped_by"] == "end_of_streams", summary  # producers announced
         assert summary["lost"] == 0 and summary["lost_exact"] and summary["flushes"] >= 1
-    binance = json.loads((tmp_path / "zmq" / "logs" / "binance.json").read_text())
+    binance = json.loads((tmp_path / "latest" / "zmq" / "logs" / "binance.json").read_text())
     assert binance["published"] > 0
 
 
@@ -116,10 +117,10 @@ def test_sigkill_to_harness_run_leaves_no_survivor(tmp_path: Path, transport: st
     # Kafka the broker died with the runner, so committing the offsets after it is a one-line
     # error (the file, not the broker, holds the positions a restart resumes from)
     for stage in ("candles", "sentiment"):
-        log = (tmp_path / transport / "logs" / f"{stage}.log").read_text()
+        log = (tmp_path / "latest" / transport / "logs" / f"{stage}.log").read_text()
         assert "Traceback" not in log
         if transport == "zmq":
-            assert (tmp_path / transport / "logs" / f"{stage}.json").exists()
+            assert (tmp_path / "latest" / transport / "logs" / f"{stage}.json").exists()
 
 
 def test_binance_producer_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
@@ -267,10 +268,11 @@ def test_a_run_ends_on_the_producers_announcements_and_counts_their_dead_letters
         env={k: v for k, v in os.environ.items() if k != "HARNESS_KAFKA_BOOTSTRAP"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_summary = json.loads((tmp_path / "out" / transport / "summary.json").read_text())
+    out = tmp_path / "out" / "latest" / transport
+    run_summary = json.loads((out / "summary.json").read_text())
     assert run_summary["market_published"] == 2000 and run_summary["market_lost"] == 0
     assert run_summary["dead_letters"] == junk == run_summary["producer_dead_letters"]
-    candles = json.loads((tmp_path / "out" / transport / "logs" / "candles.json").read_text())
+    candles = json.loads((out / "logs" / "candles.json").read_text())
     assert candles["stopped_by"] == "end_of_streams" and candles["lost_exact"]
     assert candles["lost"] == run_summary["market_lost"] and candles["received"] == 2000
 

@@ -127,9 +127,8 @@ def pause_processor(pause_at_s: float, pause_s: float) -> tuple[Any, dict[str, A
 
 def pipeline_summary(tmp_path: Path, transport: str, progress: Any = None,
                      **options: Any) -> dict[str, Any]:
-    # idle exit well above the pause: the stage's idle clock runs on while it is stopped
     cfg = PipelineConfig(transport=transport, run_dir=tmp_path, duration_s=7.0,
-                         trade_rate=500.0, with_twitter=False, idle_exit_s=6.0, **options)
+                         trade_rate=500.0, with_twitter=False, **options)
     result = run_pipeline(cfg, progress=progress)
     assert not result.failed, result.failed
     return result.summary_row()

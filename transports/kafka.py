@@ -1,9 +1,10 @@
 """Kafka backend on kafka-python, plus what both Kafka clients share (options, embedded broker).
 
 ``kafka://host:9092[,host2:9092]?acks=all&linger_ms=5`` talks to an existing cluster;
-``kafka://`` (no hosts) uses ``HARNESS_KAFKA_BOOTSTRAP`` if set, else starts an embedded Tansu
-broker owned by the transport and stopped in ``close()``. Defaults are chosen to work on both
-Apache Kafka and Tansu (see figures.md): linger 5 ms (linger 0 stalls Tansu fetches), fetch wait
+``kafka://`` (no hosts) uses ``HARNESS_KAFKA_BOOTSTRAP`` if set, else starts an embedded broker
+owned by the transport and stopped in ``close()``: Apache Kafka where Java >= 17 runs, else Tansu
+(``transports.brokers``; ``engine=apache|tansu`` forces one). Defaults are chosen to work on both
+(see the README's settings section): linger 5 ms (linger 0 stalls Tansu fetches), fetch wait
 5 ms, session timeout 6 s (a Tansu group join takes about half of it).
 
 Harness metadata travels in one ``x-harness`` header; records without a valid one are handed to
@@ -61,7 +62,8 @@ from transports.base import (
     TransportError,
     TransportOptionError,
 )
-from transports.embedded_broker import EmbeddedBroker
+from transports.brokers import ENGINES, Broker, make_broker
+from transports.brokers.registry import lookup as announced_broker
 from transports.framing import META_HEADER, FrameError, decode_meta, encode_meta
 from transports.url import Option, choice, parse_bool, parse_url, redact_url
 
@@ -75,6 +77,10 @@ CONNECT_TIMEOUT_S = 5.0
 TRUNCATION_CONFIRM_S = 1.0
 #: How often a subscriber looks for log ends before its positions and for new partitions.
 PARTITION_CHECK_S = 1.0
+#: Longest wait between reconnection attempts to a broker that went away: the Java client's
+#: default. kafka-python's (30 s) and librdkafka's (10 s) would add up to that much to every
+#: recovery after a broker restart or failover the harness measures.
+RECONNECT_BACKOFF_MAX_MS = 1000
 #: Room for record/batch framing on top of the payload when sizing client limits.
 RECORD_OVERHEAD_BYTES = 64 * 1024
 
@@ -115,6 +121,9 @@ KAFKA_OPTIONS: dict[str, Option] = {
         Option("partitions", _positive, 1, "partition count for topics this transport creates"),
         Option("replication", _positive, 1, "replication factor for created topics"),
         Option("client_id", _nonempty, "harness", "client id shown in broker logs"),
+        Option("engine", choice(*ENGINES), "auto",
+               "broker to start when the URL names no host: auto = Apache Kafka if Java >= 17, "
+               "else Tansu"),
         Option("enable_idempotence", parse_bool, False, "idempotent producer"),
         Option("max_message_bytes", _positive, DEFAULT_MAX_MESSAGE_BYTES, "largest accepted value"),
         Option("request_timeout_ms", _positive, 30000, "client request timeout"),
@@ -165,16 +174,20 @@ class KafkaTransportBase(Transport, abc.ABC):
         self.display_url = redact_url(url, KAFKA_OPTIONS)
         self.capabilities = KAFKA_CAPABILITIES
         self.max_message_bytes: int = self.options["max_message_bytes"]
-        self.broker: EmbeddedBroker | None = None
+        self.broker: Broker | None = None
         self._closed = False
         self._admin_lock = threading.Lock()  # admin clients are not safe across threads
         hosts = parsed.hosts
         if not hosts and os.environ.get(BOOTSTRAP_ENV):
             hosts = [h.strip() for h in os.environ[BOOTSTRAP_ENV].split(",") if h.strip()]
+        if hosts and self.options["engine"] != "auto":
+            raise TransportOptionError(
+                f"engine={self.options['engine']} applies to a URL without hosts (the broker the "
+                f"harness starts); {self.display_url} names its brokers")
         if hosts:
             self.bootstrap = ",".join(hosts)
         else:
-            self.broker = EmbeddedBroker().start()
+            self.broker = make_broker(self.options["engine"]).start()
             self.bootstrap = self.broker.bootstrap
         try:
             broker_label = self._connect()
@@ -183,6 +196,8 @@ class KafkaTransportBase(Transport, abc.ABC):
             raise
         if self.broker is not None:
             broker_label = self.broker.identity
+        else:  # a broker another harness process started names its engine and version
+            broker_label = announced_broker(self.bootstrap) or broker_label
         self.identity = f"{self.client_label} @ {broker_label}"
 
     # --- shared helpers -------------------------------------------------------------------
@@ -226,6 +241,7 @@ def kafka_python_config(options: Mapping[str, Any], bootstrap: str) -> dict[str,
         "client_id": options["client_id"],
         "security_protocol": options["security_protocol"],
         "bootstrap_timeout_ms": int(CONNECT_TIMEOUT_S * 1000),
+        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
     }
     if options["security_protocol"].startswith("SASL"):
         cfg["sasl_mechanism"] = options["sasl_mechanism"]

@@ -43,6 +43,7 @@ from transports.framing import _META, META_HEADER, encode_meta
 from transports.kafka import (
     CONNECT_TIMEOUT_S,
     PARTITION_CHECK_S,
+    RECONNECT_BACKOFF_MAX_MS,
     RECORD_OVERHEAD_BYTES,
     KafkaTransportBase,
     LogEndWatch,
@@ -63,6 +64,7 @@ def confluent_config(options: Mapping[str, Any], bootstrap: str) -> dict[str, An
         "client.id": options["client_id"],
         "security.protocol": options["security_protocol"],
         "logger": _librdkafka_log,  # librdkafka's own log goes through logging, not stderr
+        "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
     }
     if options["security_protocol"].startswith("SASL"):
         cfg["sasl.mechanisms"] = options["sasl_mechanism"]

@@ -60,6 +60,7 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
                                          sentiment.get("rows", {}).items()}}
     return {
         "transport": result.transport,
+        "broker": result.broker,
         "output": str(result.output),
         "seconds": round(result.seconds, 1),
         "market_published": market_published,
@@ -84,6 +85,7 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
     """A plain side-by-side table (one column per transport) for terminals and the README."""
     lines = [
         ("", [s["transport"] for s in summaries]),
+        ("broker", [_short_broker(s.get("broker", "")) for s in summaries]),
         ("market msgs published", [s["market_published"] for s in summaries]),
         ("market msgs received", [s["market_received"] for s in summaries]),
         ("market lost (exact)", [s["market_lost"] for s in summaries]),
@@ -115,6 +117,11 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
         cells = "  ".join(str(v).rjust(w) for v, w in zip(values, cols, strict=True))
         out.append(f"{label.ljust(width)}  {cells}")
     return "\n".join(out)
+
+
+def _short_broker(identity: str) -> str:
+    """"Apache Kafka 4.4.0 (embedded, ...)" -> "Apache Kafka 4.4.0"; ZeroMQ has none: "-"."""
+    return identity.split(" (")[0] if identity else "-"
 
 
 def _fmt_ms(value: float | None) -> str:

@@ -16,12 +16,16 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.settings import Setting, add_settings, redacted, resolve
+from transports.brokers import ENGINES
 
 SETTINGS = (
     Setting("transports", "", "comma-separated transport names to run (default: the workload's)"),
     Setting("results_dir", "results", "folder that receives one sub-folder per run"),
     Setting("kafka_bootstrap", "",
-            "host:port of an external Kafka broker (default: start the embedded Tansu broker)"),
+            "host:port of an external Kafka broker (default: start an embedded one)"),
+    Setting("kafka_engine", "auto", "embedded broker: apache (Apache Kafka), tansu (in memory) "
+            "or auto (Apache Kafka if Java >= 17 runs)", choices=ENGINES,
+            env="HARNESS_KAFKA_ENGINE"),
 )
 
 
@@ -123,7 +127,8 @@ def run(workload_name: str, settings: dict[str, Any]) -> int:
 
         try:
             run_workload(workload, out_dir / "logs", only, str(settings["kafka_bootstrap"]),
-                         on_start, on_done, on_progress, stop, suite)
+                         on_start, on_done, on_progress, stop, suite,
+                         kafka_engine=settings["kafka_engine"])
         except KeyboardInterrupt:
             suite.interrupted = True
     if stop.is_set():

@@ -124,7 +124,8 @@ KAFKA_OPTIONS: dict[str, Option] = {
         Option("engine", choice(*ENGINES), "auto",
                "broker to start when the URL names no host: auto = Apache Kafka if Java >= 17, "
                "else Tansu"),
-        Option("enable_idempotence", parse_bool, False, "idempotent producer"),
+        Option("enable_idempotence", parse_bool, True,
+               "idempotent producer (with acks=all): a retry after a lost ack is not a duplicate"),
         Option("max_message_bytes", _positive, DEFAULT_MAX_MESSAGE_BYTES, "largest accepted value"),
         Option("request_timeout_ms", _positive, 30000, "client request timeout"),
         Option(
@@ -232,6 +233,12 @@ class KafkaTransportBase(Transport, abc.ABC):
 
     @abc.abstractmethod
     def _close_clients(self) -> None: ...
+
+
+def idempotent(options: Mapping[str, Any]) -> bool:
+    """Idempotence needs acks=all; with acks 0 or 1 the option is moot (no retried duplicate is
+    prevented without the broker's full acknowledgement anyway)."""
+    return bool(options["enable_idempotence"]) and options["acks"] == "all"
 
 
 def kafka_python_config(options: Mapping[str, Any], bootstrap: str) -> dict[str, Any]:
@@ -400,7 +407,7 @@ class KafkaPublisher(Publisher):
             linger_ms=o["linger_ms"],
             batch_size=o["batch_size"],
             compression_type=None if o["compression"] == "none" else o["compression"],
-            enable_idempotence=o["enable_idempotence"],
+            enable_idempotence=idempotent(o),
             request_timeout_ms=o["request_timeout_ms"],
             max_request_size=transport.max_message_bytes + RECORD_OVERHEAD_BYTES,
             max_block_ms=int(CONNECT_TIMEOUT_S * 2000),

@@ -48,6 +48,7 @@ from transports.kafka import (
     KafkaTransportBase,
     LogEndWatch,
     decode_record,
+    idempotent,
     log_new_partitions,
 )
 
@@ -161,7 +162,7 @@ class ConfluentPublisher(Publisher):
                 "linger.ms": o["linger_ms"],
                 "batch.size": o["batch_size"],
                 "compression.type": o["compression"],
-                "enable.idempotence": o["enable_idempotence"],
+                "enable.idempotence": idempotent(o),
                 "request.timeout.ms": o["request_timeout_ms"],
                 "message.max.bytes": transport.max_message_bytes + RECORD_OVERHEAD_BYTES,
                 "partitioner": "murmur2_random",

@@ -13,8 +13,8 @@ from harness.settings import Setting, add_settings, describe, parse_csv, resolve
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("scenarios", [], "comma-separated scenarios (default: all)", parse=parse_csv),
-    Setting("transports", [], "comma-separated: kafka, zmq-pushpull, zmq-pubsub (default: all)",
-            parse=parse_csv),
+    Setting("transports", [], "comma-separated: kafka, kafka-cluster (3 Apache Kafka brokers), "
+            "zmq-pushpull, zmq-pubsub (default: all)", parse=parse_csv),
     Setting("rate", 2000.0, "synthetic trades/s each producer sends", parse=float),
     Setting("messages", 16000, "trades per scenario run", parse=int),
     Setting("results_dir", Path("results"), "folder for <timestamp>-chaos/", parse=Path),

@@ -138,8 +138,10 @@ class ApacheKafkaCluster:
                     f"Apache Kafka node {n.node_id} exited with code {code}: "
                     f"{n.process.log_tail()}")
 
-    def leader_of(self, topic: str, partition: int = 0, timeout: float = 10.0) -> int:
-        """The node id leading ``topic[partition]`` now (from a fresh metadata request)."""
+    def leader_of(self, topic: str, partition: int = 0, timeout: float = 10.0,
+                  exclude: int | None = None) -> int:
+        """The node id leading ``topic[partition]`` now (from a fresh metadata request); with
+        ``exclude``, wait for a leader other than that node (after killing it)."""
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
@@ -149,7 +151,7 @@ class ApacheKafkaCluster:
             try:
                 meta = admin.list_topics(topic, timeout=2.0)
                 part = meta.topics[topic].partitions.get(partition)
-                if part is not None and part.leader >= 0:
+                if part is not None and part.leader >= 0 and part.leader != exclude:
                     return int(part.leader)
             except (KafkaException, KeyError):
                 pass

@@ -328,7 +328,11 @@ class ConfluentSubscriber(Subscriber):
     def _assign_all(self, start: str | Positions) -> None:
         deadline = time.monotonic() + CONNECT_TIMEOUT_S * 2
         parts = self._partitions(deadline)
-        if start == "latest":
+        if start == "latest" and not self._t.on_tansu:  # ListOffsets is right on Apache Kafka;
+            # resolved now, so what is published after subscriber() returns comes after it
+            offsets = {(t, p): self._consumer.get_watermark_offsets(
+                TopicPartition(t, p), timeout=CONNECT_TIMEOUT_S)[1] for t, p in parts}
+        elif start == "latest":
             self._consumer.assign([TopicPartition(t, p, OFFSET_END) for t, p in parts])
             ends = self._true_ends(parts, deadline)
             offsets = {tp: ends.get(tp, OFFSET_END) for tp in parts}

@@ -168,6 +168,17 @@ def test_position_past_the_log_end_reads_the_new_log_from_its_start(
     assert sub.stats.log_resets == (1 if kafka_engine == "tansu" else 0)
 
 
+def ten_read_back(transport: Transport) -> Subscriber:
+    """Topic "t": ten records published ("before") and read by the subscriber returned."""
+    transport.create_topics(["t"])
+    with transport.publisher("before") as pub:
+        for i in range(10):
+            pub.publish("t", str(i).encode(), key=b"k")
+    sub = transport.subscriber(["t"])
+    assert len(collect(sub, 10)) == 10
+    return sub
+
+
 @pytest.mark.parametrize("scheme", CLIENTS)
 def test_apache_broker_restart_keeps_the_log_and_nothing_is_read_twice(
     scheme: str, tmp_path: Path
@@ -176,13 +187,8 @@ def test_apache_broker_restart_keeps_the_log_and_nothing_is_read_twice(
     on where it was, reads only what is new, and never resets its position."""
     with ApacheKafkaBroker(folder=tmp_path / "broker") as broker:
         url = f"{scheme}://{broker.bootstrap}?partitions=1"
-        with open_transport(url) as transport, transport.publisher("before") as pub:
-            transport.create_topics(["t"])
-            for i in range(10):
-                pub.publish("t", str(i).encode(), key=b"k")
-            pub.flush()
-            sub = transport.subscriber(["t"])
-            assert len(collect(sub, 10)) == 10
+        with open_transport(url) as transport:
+            sub = ten_read_back(transport)
             broker.restart()
             with open_transport(url) as again, again.publisher("after") as pub2:
                 for i in range(20):
@@ -203,13 +209,8 @@ def test_tansu_restart_new_log_is_read_from_its_start(scheme: str):
     read the new log from its start and pick up the partitions it did not have."""
     with TansuBroker(port=free_tcp_port()) as broker:
         url = f"{scheme}://{broker.bootstrap}?partitions=1"
-        with open_transport(url) as transport, transport.publisher("before") as pub:
-            transport.create_topics(["t"])
-            for i in range(10):
-                pub.publish("t", str(i).encode(), key=b"k")
-            pub.flush()
-            sub = transport.subscriber(["t"])
-            assert len(collect(sub, 10)) == 10
+        with open_transport(url) as transport:
+            sub = ten_read_back(transport)
             broker.stop()
             broker.start()
             deadline = time.monotonic() + 3  # the subscriber meets the new, empty log first

@@ -27,11 +27,12 @@ from pathlib import Path
 from transports.brokers.jars import KafkaJars, kafka_jars
 from transports.brokers.java import JavaRuntime, find_java
 from transports.brokers.process import (
+    BrokerHandle,
     BrokerProcess,
     BrokerStartError,
     free_tcp_port,
-    kafka_api_versions,
     port_is_free,
+    wait_answering,
 )
 from transports.brokers.registry import announce, withdraw
 
@@ -97,7 +98,8 @@ class KafkaNode:
         self.controller_port = controller_port
         self.heap = heap
         self.log_path = log_path or folder / "broker.log"
-        self.process = BrokerProcess(f"kafka node {node_id}", self.log_path, signal.SIGTERM)
+        self.process = BrokerProcess(f"Apache Kafka node {node_id}", self.log_path,
+                                     signal.SIGTERM)
 
     @property
     def data_dir(self) -> Path:
@@ -158,22 +160,7 @@ class KafkaNode:
 
     def wait_listening(self, deadline: float) -> None:
         """Until the client port answers ApiVersions (Kafka opens it once unfenced)."""
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            code = self.process.exit_code()
-            if code is not None:
-                raise BrokerStartError(
-                    f"Apache Kafka node {self.node_id} exited with code {code} while starting on "
-                    f"{self.bootstrap}: {self.process.log_tail()}")
-            try:
-                kafka_api_versions(self.host, self.port, timeout=1.0)
-                return
-            except (OSError, ConnectionError) as exc:
-                last = str(exc) or type(exc).__name__
-            time.sleep(0.1)
-        raise BrokerStartError(
-            f"Apache Kafka node {self.node_id} on {self.bootstrap} did not answer in time "
-            f"({last}); log: {self.process.log_tail()}")
+        wait_answering(self.process, self.host, self.port, deadline)
 
 
 def format_nodes(nodes: list[KafkaNode], java: JavaRuntime, jars: KafkaJars,
@@ -239,7 +226,13 @@ def wait_writable(bootstrap: str, brokers: int, deadline: float,
             f"{errors[0] if errors else 'still queued'}")
 
 
-class ApacheKafkaBroker:
+def describe(jars: KafkaJars, java: JavaRuntime, brokers: int) -> str:
+    """The identity results carry: engine, version, topology, storage, Java."""
+    topology = "1 broker" if brokers == 1 else f"{brokers} brokers, RF {min(brokers, 3)}"
+    return f"Apache Kafka {jars.version} (embedded, KRaft, {topology}, log on disk; {java.version})"
+
+
+class ApacheKafkaBroker(BrokerHandle):
     """One embedded Apache Kafka node; ``folder`` holds its config and log (a temporary folder,
     removed by ``stop()``, unless one is given: then it is kept, and a restart reuses its log).
     """
@@ -268,27 +261,8 @@ class ApacheKafkaBroker:
     def label(self) -> str:
         return f"Apache Kafka {self.version}".strip()
 
-    @property
-    def bootstrap(self) -> str:
-        if self.port is None:
-            raise BrokerStartError("embedded broker has no port before start()")
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.bootstrap}"
-
-    @property
-    def running(self) -> bool:
-        return self.node is not None and self.node.process.running
-
-    @property
-    def pid(self) -> int | None:
-        return self.node.process.pid if self.node else None
-
-    @property
-    def pids(self) -> list[int]:
-        return [self.pid] if self.pid is not None else []
+    def _processes(self) -> list[BrokerProcess]:
+        return [self.node.process] if self.node is not None else []
 
     def start(self, timeout: float = START_TIMEOUT_S) -> ApacheKafkaBroker:
         """Format (new folder), start the JVM, wait until a produce is acknowledged."""
@@ -296,14 +270,10 @@ class ApacheKafkaBroker:
             return self
         started = time.monotonic()
         deadline = started + timeout
-        java = find_java()
-        jars = kafka_jars()
-        self.version = jars.version
-        self.identity = (f"Apache Kafka {jars.version} (embedded, KRaft, 1 broker, log on disk; "
-                         f"{java.version})")
+        java, jars = find_java(), kafka_jars()
+        self.version, self.identity = jars.version, describe(jars, java, 1)
         if self.folder is None:
-            self.folder = Path(tempfile.mkdtemp(prefix="apache-kafka-"))
-            self._own_folder = True
+            self.folder, self._own_folder = Path(tempfile.mkdtemp(prefix="apache-kafka-")), True
         last: BrokerStartError | None = None
         for attempt in range(3):
             node = self._make_node()
@@ -380,9 +350,3 @@ class ApacheKafkaBroker:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder, self._own_folder = None, False
             self._controller_port = None
-
-    def __enter__(self) -> ApacheKafkaBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -20,6 +20,7 @@ from transports.brokers.apache import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
     KafkaNode,
+    describe,
     format_nodes,
     new_cluster_id,
     shared_settings,
@@ -27,7 +28,13 @@ from transports.brokers.apache import (
 )
 from transports.brokers.jars import kafka_jars
 from transports.brokers.java import JavaRuntime, find_java
-from transports.brokers.process import BrokerStartError, free_tcp_port, stop_all
+from transports.brokers.process import (
+    BrokerHandle,
+    BrokerProcess,
+    BrokerStartError,
+    free_tcp_port,
+    stop_all,
+)
 from transports.brokers.registry import announce, withdraw
 
 log = logging.getLogger("transports.brokers.cluster")
@@ -36,7 +43,7 @@ log = logging.getLogger("transports.brokers.cluster")
 CLUSTER_HEAP = "384m"
 
 
-class ApacheKafkaCluster:
+class ApacheKafkaCluster(BrokerHandle):
     """``brokers`` Apache Kafka nodes forming one KRaft quorum; ``folder`` as for one broker."""
 
     engine = ENGINE
@@ -67,21 +74,8 @@ class ApacheKafkaCluster:
             raise BrokerStartError("the cluster has no addresses before start()")
         return ",".join(n.bootstrap for n in self.nodes)
 
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.bootstrap}"
-
-    @property
-    def running(self) -> bool:
-        return bool(self.nodes) and all(n.process.running for n in self.nodes)
-
-    @property
-    def pids(self) -> list[int]:
-        return [n.process.pid for n in self.nodes if n.process.pid is not None]
-
-    @property
-    def pid(self) -> int | None:
-        return self.pids[0] if self.pids else None
+    def _processes(self) -> list[BrokerProcess]:
+        return [n.process for n in self.nodes]
 
     def node(self, node_id: int) -> KafkaNode:
         for n in self.nodes:
@@ -97,9 +91,7 @@ class ApacheKafkaCluster:
         deadline = started + timeout * max(1.0, self.brokers / 2)
         java = self._java = find_java()
         jars = kafka_jars()
-        self.version = jars.version
-        self.identity = (f"Apache Kafka {jars.version} (embedded, KRaft, {self.brokers} brokers, "
-                         f"RF {min(self.brokers, 3)}, log on disk; {java.version})")
+        self.version, self.identity = jars.version, describe(jars, java, self.brokers)
         if self.folder is None:
             self.folder = Path(tempfile.mkdtemp(prefix="apache-kafka-cluster-"))
             self._own_folder = True
@@ -182,9 +174,3 @@ class ApacheKafkaCluster:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder, self._own_folder = None, False
             self.nodes = []
-
-    def __enter__(self) -> ApacheKafkaCluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -162,6 +162,70 @@ class BrokerProcess:
         return " | ".join(text[-lines:]) or "(empty log)"
 
 
+def wait_answering(process: BrokerProcess, host: str, port: int, deadline: float) -> None:
+    """Until ``host:port`` answers ApiVersions; a clear error if the process exits first or the
+    deadline passes (with the end of its log)."""
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        code = process.exit_code()
+        if code is not None:
+            raise BrokerStartError(f"{process.name} exited with code {code} while starting on "
+                                   f"{host}:{port}: {process.log_tail()}")
+        try:
+            kafka_api_versions(host, port, timeout=1.0)
+            return
+        except (OSError, ConnectionError) as exc:
+            last = str(exc) or type(exc).__name__
+        time.sleep(0.05)
+    raise BrokerStartError(f"{process.name} on {host}:{port} did not answer ApiVersions in time "
+                           f"({last}); log: {process.log_tail()}")
+
+
+class BrokerHandle:
+    """What a started broker offers beside start/stop: its address and its processes."""
+
+    host: str
+    port: int | None
+
+    def _processes(self) -> list[BrokerProcess]:
+        raise NotImplementedError
+
+    @property
+    def bootstrap(self) -> str:
+        if self.port is None:
+            raise BrokerStartError("embedded broker has no port before start()")
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    @property
+    def running(self) -> bool:
+        procs = self._processes()
+        return bool(procs) and all(p.running for p in procs)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes() if p.pid is not None]
+
+    @property
+    def pid(self) -> int | None:
+        return self.pids[0] if self.pids else None
+
+    def start(self, timeout: float) -> BrokerHandle:
+        raise NotImplementedError
+
+    def stop(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> BrokerHandle:
+        return self.start()  # type: ignore[call-arg]
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()  # type: ignore[call-arg]
+
+
 def stop_all(processes: Sequence[BrokerProcess], timeout: float = STOP_TIMEOUT_S) -> None:
     """Stop several at once: every polite signal first, so none waits for another to go."""
     for child in processes:

@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 
 from transports.brokers.process import (
+    BrokerHandle,
     BrokerProcess,
     BrokerStartError,
     BrokerUnavailableError,
     free_tcp_port,
-    kafka_api_versions,
     port_is_free,
+    wait_answering,
 )
 from transports.brokers.registry import announce, withdraw
 
@@ -59,7 +60,7 @@ def tansu_version(binary: str) -> str:
     return first.split()[-1] if first.startswith("tansu ") else first
 
 
-class TansuBroker:
+class TansuBroker(BrokerHandle):
     """One Tansu process on ``host:port`` (a free port if none is given)."""
 
     engine = ENGINE
@@ -81,27 +82,8 @@ class TansuBroker:
     def label(self) -> str:
         return f"Tansu {self.version}".strip()
 
-    @property
-    def bootstrap(self) -> str:
-        if self.port is None:
-            raise BrokerStartError("embedded broker has no port before start()")
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.bootstrap}"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    @property
-    def pids(self) -> list[int]:
-        return [self.pid] if self.pid is not None else []
+    def _processes(self) -> list[BrokerProcess]:
+        return [self._process] if self._process is not None else []
 
     def start(self, timeout: float = START_TIMEOUT_S) -> TansuBroker:
         """Start and wait until it answers ApiVersions; a free-port race is retried."""
@@ -126,13 +108,14 @@ class TansuBroker:
                 )
             self.port = port
             listener = f"tcp://{self.host}:{port}"
-            self._process = BrokerProcess("tansu", self.log_path, signal.SIGINT)
+            self._process = BrokerProcess("embedded Kafka broker (Tansu)", self.log_path,
+                                          signal.SIGINT)
             self._process.spawn([
                 binary, "broker", "--listener-url", listener,
                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/",
             ])
             try:
-                self._wait_ready(deadline)
+                wait_answering(self._process, self.host, port, deadline)
                 log.info("embedded broker %s listening on %s", self.identity, self.bootstrap)
                 announce(self.bootstrap, self.identity, self.pids)
                 return self
@@ -141,27 +124,6 @@ class TansuBroker:
                 self._stop_process()
         assert last is not None
         raise last
-
-    def _wait_ready(self, deadline: float) -> None:
-        assert self._process is not None and self.port is not None
-        last_error = "no answer yet"
-        while time.monotonic() < deadline:
-            code = self._process.exit_code()
-            if code is not None:
-                raise BrokerStartError(
-                    f"embedded Kafka broker exited with code {code} while starting on "
-                    f"{self.bootstrap}: {self._process.log_tail()}"
-                )
-            try:
-                kafka_api_versions(self.host, self.port, timeout=1.0)
-                return
-            except (OSError, ConnectionError) as exc:
-                last_error = str(exc) or type(exc).__name__
-            time.sleep(0.05)
-        raise BrokerStartError(
-            f"embedded Kafka broker on {self.bootstrap} did not answer ApiVersions in time "
-            f"({last_error}); log: {self._process.log_tail()}"
-        )
 
     def _stop_process(self, timeout: float = STOP_TIMEOUT_S) -> None:
         if self._process is not None:
@@ -183,9 +145,3 @@ class TansuBroker:
         if self._process is not None:
             self._process.kill()
             self._process = None
-
-    def __enter__(self) -> TansuBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from transports.brokers import cds
 from transports.brokers.jars import KafkaJars, kafka_jars
 from transports.brokers.java import JavaRuntime, find_java
 from transports.brokers.process import (
@@ -153,10 +154,13 @@ class KafkaNode:
                 f"{self.process.log_tail()}")
 
     def spawn(self, java: JavaRuntime, jars: KafkaJars) -> None:
-        argv = [java.path, f"-Xms{self.heap}", f"-Xmx{self.heap}", *JVM_FLAGS,
+        sharing, pending = cds.jvm_flags(java, jars)
+        argv = [java.path, f"-Xms{self.heap}", f"-Xmx{self.heap}", *JVM_FLAGS, *sharing,
                 f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", f"-Dkafka.logs.dir={self.folder}",
                 "-cp", jars.classpath, "kafka.Kafka", str(self.config_path)]
         self.process.spawn(argv)
+        if pending is not None:
+            self.process.on_stopped = lambda: cds.keep(pending, java, jars)
 
     def wait_listening(self, deadline: float) -> None:
         """Until the client port answers ApiVersions (Kafka opens it once unfenced)."""

@@ -166,10 +166,15 @@ class ApacheKafkaCluster(BrokerHandle):
         return time.monotonic() - started
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Stop every node (SIGTERM, then SIGKILL); removes a temporary folder."""
+        """Stop every node (SIGTERM, then SIGKILL; SIGKILL at once when the folder is a temporary
+        one, removed here with everything in it)."""
         if self.nodes:
             withdraw(self.bootstrap)
-        stop_all([n.process for n in self.nodes], timeout)
+        if self._own_folder:  # the logs are about to be deleted: nothing to shut down for
+            for n in self.nodes:
+                n.process.kill()
+        else:  # a kept folder: controlled shutdown of every node at once
+            stop_all([n.process for n in self.nodes], timeout)
         if self._own_folder and self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder, self._own_folder = None, False

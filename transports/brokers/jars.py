@@ -80,7 +80,7 @@ def kafka_jars(say: Callable[[str], None] | None = None) -> KafkaJars:
     if _complete(folder):
         return KafkaJars(folder / "libs", version, f"cache {folder}")
     say = say or _stderr
-    with _locked(folder.with_suffix(".lock"), say):
+    with _locked(folder.parent / f"{folder.name}.lock", say):
         if not _complete(folder):  # another process may have filled it while we waited
             _fetch(folder, version, say)
     return KafkaJars(folder / "libs", version, f"cache {folder}")

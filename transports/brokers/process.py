@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.errors import UserError
@@ -103,6 +103,8 @@ class BrokerProcess:
         self.log_path = log_path
         self.polite = polite
         self.proc: subprocess.Popen[bytes] | None = None
+        #: called once the process has exited after ``stop()`` (not after ``kill()``)
+        self.on_stopped: Callable[[], None] | None = None
 
     @property
     def running(self) -> bool:
@@ -146,6 +148,9 @@ class BrokerProcess:
         elif proc is not None:
             proc.wait(0)
         _LIVE.discard(self)
+        if proc is not None and self.on_stopped is not None:
+            callback, self.on_stopped = self.on_stopped, None
+            callback()
 
     def kill(self) -> None:
         """SIGKILL, no shutdown at all (what a crash or ``kill -9`` does)."""

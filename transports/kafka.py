@@ -83,9 +83,9 @@ PARTITION_CHECK_S = 1.0
 #: default. kafka-python's (30 s) and librdkafka's (10 s) would add up to that much to every
 #: recovery after a broker restart or failover the harness measures.
 RECONNECT_BACKOFF_MAX_MS = 1000
-#: A fetch returns as soon as data arrives; this is how long an idle one may wait. Apache Kafka
-#: wakes a waiting fetch on new data, so its default (500 ms) costs no latency, while 5 ms makes
-#: an idle consumer send ~200 fetches/s. Tansu answers only when the wait expires: 5 ms there.
+#: How long a fetch may wait for data. Apache Kafka answers a waiting fetch as soon as data
+#: arrives, so its own default (500 ms) costs no latency, and an idle consumer does not poll 200
+#: times a second. Tansu answers only when the wait expires: 5 ms there.
 FETCH_MAX_WAIT_MS = 500
 TANSU_FETCH_MAX_WAIT_MS = 5
 #: Room for record/batch framing on top of the payload when sizing client limits.

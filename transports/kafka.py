@@ -32,6 +32,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -200,6 +201,7 @@ class KafkaTransportBase(Transport, abc.ABC):
             self.broker = make_broker(self.options["engine"]).start()
             self.bootstrap = self.broker.bootstrap
         try:
+            self._require_listening()
             broker_label = self._connect()
         except TransportError:
             self._stop_broker()
@@ -217,6 +219,19 @@ class KafkaTransportBase(Transport, abc.ABC):
                 TANSU_FETCH_MAX_WAIT_MS if self.on_tansu else FETCH_MAX_WAIT_MS)
 
     # --- shared helpers -------------------------------------------------------------------
+    def _require_listening(self) -> None:
+        """Fail fast, before any client exists, when no bootstrap address accepts a TCP
+        connection: a client that failed to bootstrap would leave threads behind retrying."""
+        last: OSError | None = None
+        for host in self.bootstrap.split(","):
+            name, _, port = host.strip().rpartition(":")
+            try:
+                with socket.create_connection((name.strip("[]"), int(port)), CONNECT_TIMEOUT_S):
+                    return
+            except (OSError, ValueError) as exc:
+                last = exc if isinstance(exc, OSError) else OSError(str(exc))
+        raise self.error("broker unreachable", last or OSError("no bootstrap address"))
+
     def scrub(self, text: object) -> str:
         """An error text with the SASL password removed, whatever the client put in it."""
         out = str(text)
@@ -483,7 +498,16 @@ class KafkaPublisher(Publisher):
             self._producer.close(timeout=max(0.1, deadline - time.monotonic()))
         except KafkaError as exc:
             self._on_error(exc)
+            self._stop_sender()
         self._raise_failures()
+
+    def _stop_sender(self) -> None:
+        """kafka-python's close() gives up before stopping its sender thread when its final
+        flush times out (broker gone), leaving the thread reconnecting for ever: stop it."""
+        sender = getattr(self._producer, "_sender", None)
+        if sender is not None and sender.is_alive():
+            sender.force_close()
+            sender.join(CLOSE_TIMEOUT_S)
 
 
 class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -14,7 +14,8 @@ cost of carrying latency/loss metadata at all.
 
     .venv/bin/pytest benchmarks/test_bench_kafka.py --benchmark-only
 
-``HARNESS_KAFKA_BOOTSTRAP`` points it at an external broker; otherwise an embedded Tansu runs.
+``HARNESS_KAFKA_BOOTSTRAP`` points it at an external broker; otherwise an embedded one runs
+(Apache Kafka; Tansu where Java is missing).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ with warnings.catch_warnings():  # kafka-python 3.0 schema loading warns via imp
 import confluent_kafka
 
 from transports import Publisher, Subscriber, Transport, open_transport
-from transports.embedded_broker import EmbeddedBroker
+from transports.brokers import make_broker
 from transports.framing import _META, META_HEADER, encode_meta
 from transports.kafka import BOOTSTRAP_ENV
 
@@ -52,7 +53,7 @@ def bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
     if external:
         yield external
     else:
-        with EmbeddedBroker() as broker:
+        with make_broker() as broker:
             yield broker.bootstrap
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     lines = [f"Kafka produce+consume, N={N} x {len(PAYLOAD)} B (best of {ROUNDS} rounds)"]

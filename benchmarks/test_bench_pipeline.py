@@ -30,7 +30,7 @@ import pytest
 
 from producers.recording import RecordingWriter
 from sinks.hdf5_schema import CHECKPOINTS, valid_checkpoint
-from transports.embedded_broker import EmbeddedBroker, free_tcp_port
+from transports.brokers import free_tcp_port, make_broker
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 N_TRADES = 300_000
@@ -86,7 +86,8 @@ def run_pipeline(transport: str, recording: Path, n: int, workdir: Path) -> Pipe
     """
     with ExitStack() as stack:
         if transport == "kafka":
-            broker = stack.enter_context(EmbeddedBroker(log_path=workdir / "broker.log"))
+            broker = stack.enter_context(
+                make_broker(log_path=workdir / "broker.log", folder=workdir / "broker"))
             producer_url = processor_url = broker.url + "?linger_ms=5"
         else:
             processor_url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?pattern=pushpull"

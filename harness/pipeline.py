@@ -15,9 +15,10 @@ every child SIGTERM from the kernel, so none is left publishing or holding a por
 only wires endpoints, shows progress by reading the HDF5 files *while they are written*
 (SWMR), and summarises.
 
-Transport wiring: Kafka stages all talk to one bootstrap server (the embedded Tansu broker if
-none is given). ZeroMQ has no broker, so each stream link is its own endpoint: the Binance
-producer binds one port that the candle processor connects to, the Twitter producer another.
+Transport wiring: Kafka stages all talk to one bootstrap server (an embedded broker if none is
+given: Apache Kafka with its log in ``<output>/<transport>/broker/``, or Tansu without Java).
+ZeroMQ has no broker, so each stream link is its own endpoint: the Binance producer binds one
+port that the candle processor connects to, the Twitter producer another.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.lifeline import StopRequest, die_with_parent
-from transports.embedded_broker import EmbeddedBroker, free_tcp_port
+from transports.brokers import free_tcp_port, make_broker
+from transports.brokers.registry import lookup as announced_broker
 
 STOP_GRACE_S = 10.0
 #: processor -> the producer whose streams it reads
@@ -122,20 +124,23 @@ def harness_argv() -> list[str]:
 
 
 @contextmanager
-def transport_urls(cfg: PipelineConfig) -> Iterator[dict[str, tuple[str, str]]]:
-    """(producer URL, processor URL) per link; starts the embedded broker for Kafka."""
+def transport_urls(cfg: PipelineConfig) -> Iterator[tuple[dict[str, tuple[str, str]], str]]:
+    """(producer URL, processor URL) per link, and the Kafka broker's identity ('' on ZeroMQ);
+    starts the embedded broker for Kafka."""
     if cfg.transport in ("kafka", "kafka-confluent"):
         scheme = "kafka+confluent" if cfg.transport == "kafka-confluent" else "kafka"
         bootstrap = cfg.kafka_bootstrap or os.environ.get("HARNESS_KAFKA_BOOTSTRAP")
         if bootstrap:
             url = f"{scheme}://{bootstrap}"
-            yield {"market": (url, url), "tweets": (url, url)}
+            identity = announced_broker(bootstrap) or f"external broker {bootstrap}"
+            yield {"market": (url, url), "tweets": (url, url)}, identity
             return
-        broker = EmbeddedBroker(log_path=cfg.run_dir / cfg.transport / "logs" / "broker.log")
+        out = cfg.run_dir / cfg.transport
+        broker = make_broker(log_path=out / "logs" / "broker.log", folder=out / "broker")
         broker.start()
         url = f"{scheme}://{broker.bootstrap}"
         try:
-            yield {"market": (url, url), "tweets": (url, url)}
+            yield {"market": (url, url), "tweets": (url, url)}, broker.identity
         finally:
             broker.stop()
         return
@@ -146,7 +151,7 @@ def transport_urls(cfg: PipelineConfig) -> Iterator[dict[str, tuple[str, str]]]:
             base = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?pattern={pattern}"
             producer = base + ("&wait_subscribers=1" if pattern == "pubsub" else "")
             links[link] = (producer, base)
-        yield links
+        yield links, ""
         return
     raise UserError(
         f"unknown transport {cfg.transport!r}; accepted: kafka, kafka-confluent, zmq, zmq-pubsub"
@@ -241,6 +246,7 @@ class PipelineResult:
     stages: dict[str, dict[str, Any]]
     seconds: float
     failed: list[str]
+    broker: str = ""  # the Kafka broker's identity (engine, version); '' on ZeroMQ
 
     def summary_row(self) -> dict[str, Any]:
         from harness.pipeline_report import summarize
@@ -253,7 +259,7 @@ def run_pipeline(cfg: PipelineConfig, progress: Any = None) -> PipelineResult:
     (out / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **cfg.extra_env}
     started = time.monotonic()
-    with transport_urls(cfg) as urls, StopRequest().installed() as stop:
+    with transport_urls(cfg) as (urls, broker), StopRequest().installed() as stop:
         children = build_children(cfg, urls)
         processors = [c for c in children if c.name in ("candles", "sentiment")]
         producers = [c for c in children if c not in processors]
@@ -277,7 +283,7 @@ def run_pipeline(cfg: PipelineConfig, progress: Any = None) -> PipelineResult:
     ]
     return PipelineResult(
         cfg.transport, out, {c.name: c.result() for c in children},
-        time.monotonic() - started, failed,
+        time.monotonic() - started, failed, broker,
     )
 
 

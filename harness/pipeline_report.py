@@ -80,6 +80,7 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
     )
     return {
         "transport": result.transport,
+        "broker": result.broker,
         "output": str(result.output),
         "seconds": round(result.seconds, 1),
         "market_published": market_published,
@@ -111,6 +112,7 @@ def render_table(summaries: list[dict[str, Any]], width: int | None = TERMINAL_W
     """A plain side-by-side table (one column per transport) for terminals and the README;
     ``width=None`` never splits it (report files)."""
     lines = [
+        ("broker", [_short_broker(s.get("broker", "")) for s in summaries]),
         ("market msgs published", [s["market_published"] for s in summaries]),
         ("market msgs received", [s["market_received"] for s in summaries]),
         ("market lost (exact)", [s["market_lost"] for s in summaries]),
@@ -144,6 +146,11 @@ def render_table(summaries: list[dict[str, Any]], width: int | None = TERMINAL_W
     return render(["", *(s["transport"] for s in summaries)],
                   [[label, *("-" if v is None else v for v in values)] for label, values in lines],
                   width=width)
+
+
+def _short_broker(identity: str) -> str:
+    """"Apache Kafka 4.4.0 (embedded, ...)" -> "Apache Kafka 4.4.0"; ZeroMQ has none: "-"."""
+    return identity.split(" (")[0] if identity else "-"
 
 
 def _fmt_ms(value: float | None) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 from harness.dead_letters import DeadLetters
 from sinks.hdf5 import Hdf5Sink
 from sinks.hdf5_schema import Gap
-from transports import Envelope, Subscriber, open_transport
+from transports import Envelope, Subscriber, TransportError, open_transport
 from transports.base import SubscriberStats
 from transports.sequence import SequenceTracker
 
@@ -96,6 +96,9 @@ class StageSummary:
     lost_exact: bool = False
     #: why the stage stopped: end_of_streams, end_deadline, idle, duration, max_messages, signal
     stopped_by: str = ""
+    #: broker offset commits that failed (broker restarting or failing over); the checkpoint in
+    #: the file holds the positions, the next commit carries them
+    commit_failures: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -441,4 +444,10 @@ def _checkpoint(
     if sink.flush(positions=dict(positions), gaps=new_gaps, state=state) is not None:
         summary.flushes += 1
     if replayable and positions:
-        subscriber.commit(dict(positions))
+        try:
+            subscriber.commit(dict(positions))
+        except TransportError as exc:
+            if not summary.commit_failures:
+                log.warning("offset commit failed, retried at the next checkpoint (the file "
+                            "holds the positions): %s", exc)
+            summary.commit_failures += 1

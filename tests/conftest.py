@@ -1,8 +1,10 @@
-"""Shared fixtures: one real Kafka-protocol broker per session, unique topics, free ports.
+"""Shared fixtures: one real Kafka broker per session, unique topics, free ports.
 
 ``HARNESS_KAFKA_BOOTSTRAP=host:9092`` points the whole suite at an external broker (e.g. Apache
-Kafka from compose); otherwise one embedded Tansu broker serves every test and is stopped at the
-end of the session.
+Kafka from compose); otherwise one embedded broker serves every test and is stopped at the end of
+the session: Apache Kafka (its jars are fetched into the user cache on the first run), or Tansu
+where Java >= 17 is missing. ``.ci/run`` sets ``HARNESS_REQUIRE_APACHE_KAFKA=1``, which turns
+"Apache Kafka cannot run here" into a session error instead of a fallback.
 """
 
 from __future__ import annotations
@@ -13,20 +15,31 @@ from collections.abc import Iterator
 
 import pytest
 
-from transports.embedded_broker import EmbeddedBroker
-from transports.embedded_broker import free_tcp_port as _free_tcp_port
+from transports.brokers import Broker, make_broker
+from transports.brokers import free_tcp_port as _free_tcp_port
 from transports.kafka import BOOTSTRAP_ENV
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """``host:port`` of the broker every Kafka test talks to."""
-    external = os.environ.get(BOOTSTRAP_ENV)
-    if external:
-        yield external
+def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker | None]:
+    """The embedded broker of the session (None when ``HARNESS_KAFKA_BOOTSTRAP`` names one)."""
+    if os.environ.get(BOOTSTRAP_ENV):
+        yield None
         return
-    with EmbeddedBroker() as broker:
-        yield broker.bootstrap
+    with make_broker(folder=tmp_path_factory.mktemp("session-kafka")) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(session_broker: Broker | None) -> str:
+    """``host:port`` of the broker every Kafka test talks to."""
+    return session_broker.bootstrap if session_broker else os.environ[BOOTSTRAP_ENV]
+
+
+@pytest.fixture(scope="session")
+def kafka_engine(session_broker: Broker | None) -> str:
+    """"apache-kafka", "tansu" or "external": for the few tests of one engine's behaviour."""
+    return session_broker.engine if session_broker else "external"
 
 
 @pytest.fixture

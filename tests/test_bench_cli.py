@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import h5py
@@ -12,6 +13,7 @@ from hdf5_helpers import assert_opens_in_pandas_and_pytables
 
 from harness.bench.metrics import decode
 from harness.bench.results import read_results
+from transports.brokers import apache_unavailable
 
 TINY = """
 name: tiny
@@ -57,7 +59,9 @@ def test_bench_run_writes_results_report_and_plots_then_compares(tmp_path: Path)
         assert row["lost"] == 0 and row["unconsumed"] == 0 and row["duplicates"] == 0
         assert row["e2e_count"] > 0 and row["e2e_p50"] <= row["e2e_p99"] <= row["e2e_max"]
     kafka = rows[("fixed-500", "kafka-python", 500.0)]
-    assert "tansu" in kafka["identity"] and "kafka-python" in kafka["identity"]
+    engine = "Apache Kafka 4." if apache_unavailable() is None else "tansu "
+    assert f"kafka-python {version('kafka-python')}" in kafka["identity"]
+    assert f" @ {engine}" in kafka["identity"] and "embedded" in kafka["identity"]
     assert run.max_sustainable[0]["transport"] == "zmq-pushpull"
     trial = run.trials[0]
     assert decode(trial["e2e_histogram"]).get_total_count() == rows[

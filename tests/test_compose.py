@@ -41,7 +41,9 @@ from harness.compose_check import (
     start_locally,
 )
 from producers.binance.topics import TOPIC_BY_EVENT, event_for_stream_type
-from transports.embedded_broker import EmbeddedBroker, free_tcp_port
+from transports.brokers import free_tcp_port, make_broker
+from transports.brokers.apache import CONFIG_DIR, read_properties, shared_settings
+from transports.brokers.jars import pinned_version
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "compose"
@@ -155,6 +157,48 @@ def test_kafka_broker_is_pinned_healthchecked_and_topics_cover_what_producers_pu
         assert deps["kafka-topics"]["condition"] == "service_completed_successfully"
     assert int(topics_service["environment"]["PARTITIONS"]) == 4
     assert "partitions=4" in services["binance-producer"]["environment"]["HARNESS_TRANSPORT"]
+
+
+#: Per-node settings compose sets itself (addresses, ids, heap); everything else comes from the
+#: one properties source the embedded broker runs too.
+NODE_SETTINGS = {"node.id", "process.roles", "controller.quorum.voters", "listeners",
+                 "advertised.listeners", "log.dirs"}
+
+
+def kafka_env_properties(env: dict[str, Any]) -> dict[str, str]:
+    """The apache/kafka image's KAFKA_* -> property rule: _ is '.', __ is '_', ___ is '-'."""
+    out = {}
+    for name, value in env.items():
+        if not name.startswith("KAFKA_") or name in ("KAFKA_HEAP_OPTS", "KAFKA_OPTS"):
+            continue
+        key = name.removeprefix("KAFKA_").lower()
+        key = key.replace("___", "\0").replace("__", "\1").replace("_", ".")
+        out[key.replace("\0", "-").replace("\1", "_")] = str(value)
+    return out
+
+
+@pytest.mark.parametrize(("key", "brokers"), [("kafka", 1), ("kafka-cluster", 3)])
+def test_compose_brokers_run_the_embedded_brokers_settings_and_version(
+    key: str, brokers: int
+) -> None:
+    services = project(key).services
+    nodes = [n for n in ("kafka", "kafka-2", "kafka-3") if n in services]
+    assert len(nodes) == brokers
+    source = str(CONFIG_DIR.relative_to(ROOT))
+    for name in nodes:
+        node = services[name]
+        assert node["image"] == f"apache/kafka:{pinned_version()}"
+        mounts = [str(v).split(":") for v in node["volumes"]]
+        assert any(m[0].endswith(source) and m[1] == "/mnt/shared/config" for m in mounts), mounts
+        props = kafka_env_properties(node["environment"])
+        shared = shared_settings(brokers)
+        assert set(props) - NODE_SETTINGS <= set(shared), set(props) - NODE_SETTINGS
+        for prop, value in props.items():
+            if prop in shared:
+                assert shared[prop] == value, (name, prop)
+        if brokers == 3:  # every cluster setting reaches the image (it takes one file)
+            assert read_properties(CONFIG_DIR / "cluster.properties").items() <= props.items()
+        assert props["process.roles"] == shared["process.roles"]
 
 
 def test_cluster_override_runs_three_brokers_with_replication_factor_three() -> None:
@@ -463,7 +507,7 @@ def test_compose_services_run_the_pipeline_as_local_processes(key: str, tmp_path
     if key == "kafka":
         # A private broker: the compose topic names are fixed (binance.trade, ...) and other
         # tests on the session broker must neither see these records nor feed this group.
-        with EmbeddedBroker() as broker:
+        with make_broker(folder=tmp_path / "broker") as broker:
             result = run_project(key, tmp_path, broker.bootstrap)
     else:
         result = run_project(key, tmp_path, None)

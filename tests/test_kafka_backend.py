@@ -1,16 +1,18 @@
-"""Kafka backends (kafka-python and confluent-kafka) against a real broker (Tansu or external)."""
+"""Kafka backends (kafka-python and confluent-kafka) against a real broker: the session's embedded
+Apache Kafka (Tansu where Java is missing), or an external one."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 
 from transports import Envelope, Subscriber, TransportError, TransportOptionError, open_transport
 from transports.base import Transport
-from transports.embedded_broker import EmbeddedBroker, free_tcp_port, port_is_free
+from transports.brokers import ApacheKafkaBroker, TansuBroker, free_tcp_port, port_is_free
 from transports.framing import META_HEADER
 from transports.kafka import BOOTSTRAP_ENV
 
@@ -149,11 +151,12 @@ def test_seek_to_stored_positions(transport: Transport, unique_topic: str):
 
 
 def test_position_past_the_log_end_reads_the_new_log_from_its_start(
-    transport: Transport, unique_topic: str
+    transport: Transport, unique_topic: str, kafka_engine: str
 ):
-    """Stored positions from a broker that lost its log (the embedded Tansu restarted: memory
-    storage) point past the new log's end, and Tansu sends no OffsetOutOfRange: the subscriber
-    must notice, count it and read the new log from its start instead of skipping it unseen."""
+    """Stored positions from a broker that lost its log point past the new log's end. Apache
+    Kafka answers OffsetOutOfRange and the client resets to the earliest offset; Tansu sends
+    nothing, so the subscriber itself must notice, count it and read the new log from its start
+    instead of skipping it unseen."""
     transport.create_topics([unique_topic], partitions=1)
     with transport.publisher() as pub:
         for i in range(5):
@@ -162,23 +165,54 @@ def test_position_past_the_log_end_reads_the_new_log_from_its_start(
     got = collect(sub, 5)
     sub.close()
     assert [int(e.value) for e in got] == [0, 1, 2, 3, 4]
-    assert sub.stats.log_resets == 1
+    assert sub.stats.log_resets == (1 if kafka_engine == "tansu" else 0)
+
+
+def ten_read_back(transport: Transport) -> Subscriber:
+    """Topic "t": ten records published ("before") and read by the subscriber returned."""
+    transport.create_topics(["t"])
+    with transport.publisher("before") as pub:
+        for i in range(10):
+            pub.publish("t", str(i).encode(), key=b"k")
+    sub = transport.subscriber(["t"])
+    assert len(collect(sub, 10)) == 10
+    return sub
 
 
 @pytest.mark.parametrize("scheme", CLIENTS)
-def test_restarted_embedded_broker_new_log_is_read_from_its_start(scheme: str):
-    """The embedded broker keeps nothing across a restart, and a consumer's metadata refresh
-    re-creates the topic with Tansu's default of 4 partitions: an assign-mode subscriber must
-    read the new log from its start and pick up the partitions it did not have."""
-    with EmbeddedBroker(port=free_tcp_port()) as broker:
+def test_apache_broker_restart_keeps_the_log_and_nothing_is_read_twice(
+    scheme: str, tmp_path: Path
+):
+    """Apache Kafka keeps its log on disk: across a broker restart a running subscriber carries
+    on where it was, reads only what is new, and never resets its position."""
+    with ApacheKafkaBroker(folder=tmp_path / "broker") as broker:
         url = f"{scheme}://{broker.bootstrap}?partitions=1"
-        with open_transport(url) as transport, transport.publisher("before") as pub:
-            transport.create_topics(["t"])
-            for i in range(10):
-                pub.publish("t", str(i).encode(), key=b"k")
-            pub.flush()
-            sub = transport.subscriber(["t"])
-            assert len(collect(sub, 10)) == 10
+        with open_transport(url) as transport:
+            sub = ten_read_back(transport)
+            broker.restart()
+            with open_transport(url) as again, again.publisher("after") as pub2:
+                for i in range(20):
+                    pub2.publish("t", str(100 + i).encode(), key=b"k")
+                pub2.flush()
+            got = collect(sub, 20, timeout=40)
+            ends = sub.end_positions()  # type: ignore[attr-defined]
+            sub.close()
+    assert sorted(int(e.value) for e in got) == list(range(100, 120))
+    assert sub.stats.log_resets == 0 and ends == {("t", 0): 30}
+    assert sub.stats.sequence.report().duplicates == 0
+
+
+@pytest.mark.parametrize("scheme", CLIENTS)
+def test_tansu_restart_new_log_is_read_from_its_start(scheme: str):
+    """The Tansu fallback keeps nothing across a restart, and a consumer's metadata refresh
+    re-creates the topic with Tansu's default of 4 partitions: an assign-mode subscriber must
+    read the new log from its start and pick up the partitions it did not have. The new log stays
+    shorter than the old position (8 < 10 records): a longer one would hide the reset, as Tansu
+    sends no OffsetOutOfRange to notice it by."""
+    with TansuBroker(port=free_tcp_port()) as broker:
+        url = f"{scheme}://{broker.bootstrap}?partitions=1"
+        with open_transport(url) as transport:
+            sub = ten_read_back(transport)
             broker.stop()
             broker.start()
             deadline = time.monotonic() + 3  # the subscriber meets the new, empty log first
@@ -186,12 +220,12 @@ def test_restarted_embedded_broker_new_log_is_read_from_its_start(scheme: str):
                 sub.poll(1000, 0.2)
             with open_transport(url) as again, again.publisher("after") as pub2:
                 again.create_topics(["t"])
-                for i in range(20):
+                for i in range(8):
                     pub2.publish("t", str(100 + i).encode(), key=b"k%d" % (i % 4))
                 pub2.flush()
-            got = collect(sub, 20)
+            got = collect(sub, 8)
             sub.close()
-    assert sorted(int(e.value) for e in got) == list(range(100, 120))
+    assert sorted(int(e.value) for e in got) == list(range(100, 108))
     assert sub.stats.log_resets >= 1
 
 
@@ -206,6 +240,8 @@ def test_seek_to_unassigned_partition_is_a_clear_error(transport: Transport, uni
 def test_foreign_bad_and_oversize_records_are_rejected_and_counted(
     scheme: str, kafka_bootstrap: str, unique_topic: str
 ):
+    with open_transport(f"kafka://{kafka_bootstrap}") as admin:  # brokers do not auto-create
+        admin.create_topics([unique_topic])
     raw = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     raw.send(unique_topic, b"foreign, no header")
     raw.send(unique_topic, b"bad header", headers=[(META_HEADER, b"short")])
@@ -290,6 +326,8 @@ def test_confluent_group_subscribe_receives(kafka_bootstrap: str, unique_topic: 
         ("kafka://127.0.0.1:9?lingerms=5", r"unknown option 'lingerms'.*accepted: acks="),
         ("kafka+confluent://127.0.0.1:9?compression=brotli", r"expected one of none, gzip"),
         ("kafka://u:pw@127.0.0.1:9", r"credentials in the host part"),
+        ("kafka://127.0.0.1:9?engine=apache", r"engine=apache applies to a URL without hosts"),
+        ("kafka://?engine=zookeeper", r"expected one of auto, apache, tansu"),
     ],
 )
 def test_bad_options_are_one_line_errors(url: str, match: str):
@@ -318,7 +356,8 @@ def test_unreachable_broker_fails_fast_and_never_shows_the_password(scheme: str)
 
 
 def test_send_failure_surfaces_on_flush():
-    with EmbeddedBroker() as broker, open_transport(f"{broker.url}?request_timeout_ms=2000") as t:
+    # Tansu: a second Apache Kafka JVM would cost ~6 s for what is the client's behaviour
+    with TansuBroker() as broker, open_transport(f"{broker.url}?request_timeout_ms=2000") as t:
         pub = t.publisher()
         pub.publish("doomed", b"first")
         pub.flush()
@@ -330,16 +369,17 @@ def test_send_failure_surfaces_on_flush():
             pub.close(timeout=1)
 
 
-@pytest.mark.parametrize("scheme", CLIENTS)
+@pytest.mark.parametrize(("scheme", "engine"), [("kafka", "apache"), ("kafka+confluent", "tansu")])
 def test_url_without_hosts_owns_an_embedded_broker(
-    scheme: str, monkeypatch: pytest.MonkeyPatch, unique_topic: str
+    scheme: str, engine: str, monkeypatch: pytest.MonkeyPatch, unique_topic: str
 ):
     monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
-    t = open_transport(f"{scheme}://?linger_ms=5")
+    t = open_transport(f"{scheme}://?linger_ms=5&engine={engine}")
     broker = t.broker  # type: ignore[attr-defined]
     assert broker is not None and broker.running
-    assert "tansu" in t.identity and "embedded" in t.identity
-    assert t.display_url == f"{scheme}://?linger_ms=5"
+    wanted = "Apache Kafka 4." if engine == "apache" else "tansu "
+    assert f" @ {wanted}" in t.identity and "embedded" in t.identity
+    assert t.display_url == f"{scheme}://?linger_ms=5&engine={engine}"
     sub = t.subscriber([unique_topic])
     with t.publisher() as pub:
         pub.publish(unique_topic, b"hi")
@@ -358,8 +398,11 @@ def test_url_without_hosts_uses_bootstrap_env(
         assert t.bootstrap == kafka_bootstrap  # type: ignore[attr-defined]
 
 
-def test_capabilities_and_identity(transport: Transport):
+def test_capabilities_and_identity(transport: Transport, kafka_engine: str):
     caps = transport.capabilities
     assert caps.durable and caps.replayable and caps.ordered_per_key
     assert caps.load_balanced and caps.fan_out and not caps.drops_when_slow
     assert "kafka" in transport.identity and " @ " in transport.identity
+    # a URL naming the session broker's address still learns which engine serves it
+    expected = {"apache-kafka": " @ Apache Kafka 4.", "tansu": " @ tansu "}.get(kafka_engine, "")
+    assert expected in transport.identity

@@ -374,7 +374,7 @@ class Transport(abc.ABC):
     #: Set by each backend in ``__init__`` (ZeroMQ's depend on the chosen pattern).
     capabilities: Capabilities
     #: A label for results: which broker and client produced a number, e.g.
-    #: "kafka-python 3.0.12 @ tansu 0.6.0 (embedded)" or "pyzmq 27.3.0 pubsub tcp".
+    #: "kafka-python 3.0.12 @ Apache Kafka 4.4.0 (embedded, KRaft, ...)" or "pyzmq 27.3.0 ...".
     identity: str = ""
     #: The URL with secrets redacted, for logs and results metadata.
     display_url: str = ""

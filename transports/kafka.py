@@ -1,19 +1,22 @@
 """Kafka backend on kafka-python, plus what both Kafka clients share (options, embedded broker).
 
 ``kafka://host:9092[,host2:9092]?acks=all&linger_ms=5`` talks to an existing cluster;
-``kafka://`` (no hosts) uses ``HARNESS_KAFKA_BOOTSTRAP`` if set, else starts an embedded Tansu
-broker owned by the transport and stopped in ``close()``. Defaults are chosen to work on both
-Apache Kafka and Tansu (see figures.md): linger 5 ms (linger 0 stalls Tansu fetches), fetch wait
-5 ms, session timeout 6 s (a Tansu group join takes about half of it).
+``kafka://`` (no hosts) uses ``HARNESS_KAFKA_BOOTSTRAP`` if set, else starts an embedded broker
+owned by the transport and stopped in ``close()``: Apache Kafka where Java >= 17 runs, else Tansu
+(``transports.brokers``; ``engine=apache|tansu`` forces one). Defaults were re-measured on
+Apache Kafka (README, settings table): linger 5 ms (Kafka 4's and librdkafka's own default; 0
+also stalls Tansu), fetch wait 500 ms (5 ms on Tansu, which does not wake a waiting fetch),
+session timeout 6 s (free on Apache Kafka; a Tansu group join takes about half of it),
+idempotent producer with acks=all (a retried send after a failover is no duplicate).
 
 Harness metadata travels in one ``x-harness`` header; records without a valid one are handed to
 the dead-letter path, never to the caller. Commits happen only when the caller says so.
 
 Tansu's ListOffsets "latest" is the first offset of the last stored batch + 1, not the end of
-the log. ``start="latest"`` therefore resolves the real end from a Fetch high watermark before
-the subscriber is returned (correct on Apache Kafka too), and ``end_positions()`` prefers the
-high watermark. With a consumer *group* and no committed offset, "latest" is the client's
-``auto_offset_reset`` and may re-deliver the last stored batch on Tansu.
+the log. ``start="latest"`` therefore resolves the real end from a Fetch high watermark on Tansu
+before the subscriber is returned (on Apache Kafka ListOffsets is right and used as it is), and
+``end_positions()`` prefers the high watermark. With a consumer *group* and no committed offset,
+"latest" is the client's ``auto_offset_reset`` and may re-deliver the last stored batch on Tansu.
 
 A position past the log end (the broker lost its log, e.g. the embedded Tansu restarted with
 memory storage, or stored positions from an earlier broker) gets no OffsetOutOfRange from Tansu:
@@ -29,6 +32,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -61,7 +65,8 @@ from transports.base import (
     TransportError,
     TransportOptionError,
 )
-from transports.embedded_broker import EmbeddedBroker
+from transports.brokers import ENGINES, Broker, make_broker
+from transports.brokers.registry import lookup as announced_broker
 from transports.framing import META_HEADER, FrameError, decode_meta, encode_meta
 from transports.url import Option, choice, parse_bool, parse_url, redact_url
 
@@ -75,6 +80,15 @@ CONNECT_TIMEOUT_S = 5.0
 TRUNCATION_CONFIRM_S = 1.0
 #: How often a subscriber looks for log ends before its positions and for new partitions.
 PARTITION_CHECK_S = 1.0
+#: Longest wait between reconnection attempts to a broker that went away: the Java client's
+#: default. kafka-python's (30 s) and librdkafka's (10 s) would add up to that much to every
+#: recovery after a broker restart or failover the harness measures.
+RECONNECT_BACKOFF_MAX_MS = 1000
+#: How long a fetch may wait for data. Apache Kafka answers a waiting fetch as soon as data
+#: arrives, so its own default (500 ms) costs no latency, and an idle consumer does not poll 200
+#: times a second. Tansu answers only when the wait expires: 5 ms there.
+FETCH_MAX_WAIT_MS = 500
+TANSU_FETCH_MAX_WAIT_MS = 5
 #: Room for record/batch framing on top of the payload when sizing client limits.
 RECORD_OVERHEAD_BYTES = 64 * 1024
 
@@ -109,13 +123,19 @@ KAFKA_OPTIONS: dict[str, Option] = {
         Option("linger_ms", _non_negative, 5, "producer batching delay (0 stalls Tansu)"),
         Option("batch_size", _positive, 16384, "producer batch size in bytes"),
         Option("compression", choice("none", "gzip", "snappy", "lz4", "zstd"), "none", "codec"),
-        Option("fetch_max_wait_ms", _non_negative, 5, "broker wait for fetch data"),
+        Option("fetch_max_wait_ms", _non_negative, None,
+               "longest a fetch waits for data (default: 500 as Kafka's own; 5 on Tansu)"),
         Option("max_poll_records", _positive, 1000, "records per client poll"),
-        Option("session_timeout_ms", _positive, 6000, "group session; a join takes ~half"),
+        Option("session_timeout_ms", _positive, 6000,
+               "group session: a dead member's partitions move after it (Tansu joins take ~half)"),
         Option("partitions", _positive, 1, "partition count for topics this transport creates"),
         Option("replication", _positive, 1, "replication factor for created topics"),
         Option("client_id", _nonempty, "harness", "client id shown in broker logs"),
-        Option("enable_idempotence", parse_bool, False, "idempotent producer"),
+        Option("engine", choice(*ENGINES), "auto",
+               "broker to start when the URL names no host: auto = Apache Kafka if Java >= 17, "
+               "else Tansu"),
+        Option("enable_idempotence", parse_bool, True,
+               "idempotent producer (with acks=all): a retry after a lost ack is not a duplicate"),
         Option("max_message_bytes", _positive, DEFAULT_MAX_MESSAGE_BYTES, "largest accepted value"),
         Option("request_timeout_ms", _positive, 30000, "client request timeout"),
         Option(
@@ -165,27 +185,53 @@ class KafkaTransportBase(Transport, abc.ABC):
         self.display_url = redact_url(url, KAFKA_OPTIONS)
         self.capabilities = KAFKA_CAPABILITIES
         self.max_message_bytes: int = self.options["max_message_bytes"]
-        self.broker: EmbeddedBroker | None = None
+        self.broker: Broker | None = None
         self._closed = False
         self._admin_lock = threading.Lock()  # admin clients are not safe across threads
         hosts = parsed.hosts
         if not hosts and os.environ.get(BOOTSTRAP_ENV):
             hosts = [h.strip() for h in os.environ[BOOTSTRAP_ENV].split(",") if h.strip()]
+        if hosts and self.options["engine"] != "auto":
+            raise TransportOptionError(
+                f"engine={self.options['engine']} applies to a URL without hosts (the broker the "
+                f"harness starts); {self.display_url} names its brokers")
         if hosts:
             self.bootstrap = ",".join(hosts)
         else:
-            self.broker = EmbeddedBroker().start()
+            self.broker = make_broker(self.options["engine"]).start()
             self.bootstrap = self.broker.bootstrap
         try:
+            self._require_listening()
             broker_label = self._connect()
         except TransportError:
             self._stop_broker()
             raise
         if self.broker is not None:
             broker_label = self.broker.identity
+        else:  # a broker another harness process started names its engine and version
+            broker_label = announced_broker(self.bootstrap) or broker_label
         self.identity = f"{self.client_label} @ {broker_label}"
+        #: Tansu's work-arounds apply only where the broker is known to be Tansu (one the harness
+        #: started); on Apache Kafka they would cost time for nothing.
+        self.on_tansu = broker_label.startswith("tansu")
+        if self.options["fetch_max_wait_ms"] is None:
+            self.options["fetch_max_wait_ms"] = (
+                TANSU_FETCH_MAX_WAIT_MS if self.on_tansu else FETCH_MAX_WAIT_MS)
 
     # --- shared helpers -------------------------------------------------------------------
+    def _require_listening(self) -> None:
+        """Fail fast, before any client exists, when no bootstrap address accepts a TCP
+        connection: a client that failed to bootstrap would leave threads behind retrying."""
+        last: OSError | None = None
+        for host in self.bootstrap.split(","):
+            name, _, port = host.strip().rpartition(":")
+            try:
+                with socket.create_connection((name.strip("[]"), int(port)), CONNECT_TIMEOUT_S):
+                    return
+            except (OSError, ValueError) as exc:
+                last = exc if isinstance(exc, OSError) else OSError(str(exc))
+        raise self.error("broker unreachable", last or OSError("no bootstrap address"))
+
     def scrub(self, text: object) -> str:
         """An error text with the SASL password removed, whatever the client put in it."""
         out = str(text)
@@ -219,6 +265,12 @@ class KafkaTransportBase(Transport, abc.ABC):
     def _close_clients(self) -> None: ...
 
 
+def idempotent(options: Mapping[str, Any]) -> bool:
+    """Idempotence needs acks=all; with acks 0 or 1 the option is moot (no retried duplicate is
+    prevented without the broker's full acknowledgement anyway)."""
+    return bool(options["enable_idempotence"]) and options["acks"] == "all"
+
+
 def kafka_python_config(options: Mapping[str, Any], bootstrap: str) -> dict[str, Any]:
     """Options shared by kafka-python producers, consumers and admin clients."""
     cfg: dict[str, Any] = {
@@ -226,6 +278,7 @@ def kafka_python_config(options: Mapping[str, Any], bootstrap: str) -> dict[str,
         "client_id": options["client_id"],
         "security_protocol": options["security_protocol"],
         "bootstrap_timeout_ms": int(CONNECT_TIMEOUT_S * 1000),
+        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
     }
     if options["security_protocol"].startswith("SASL"):
         cfg["sasl_mechanism"] = options["sasl_mechanism"]
@@ -384,7 +437,7 @@ class KafkaPublisher(Publisher):
             linger_ms=o["linger_ms"],
             batch_size=o["batch_size"],
             compression_type=None if o["compression"] == "none" else o["compression"],
-            enable_idempotence=o["enable_idempotence"],
+            enable_idempotence=idempotent(o),
             request_timeout_ms=o["request_timeout_ms"],
             max_request_size=transport.max_message_bytes + RECORD_OVERHEAD_BYTES,
             max_block_ms=int(CONNECT_TIMEOUT_S * 2000),
@@ -457,7 +510,16 @@ class KafkaPublisher(Publisher):
             self._producer.close(timeout=max(0.1, deadline - time.monotonic()))
         except KafkaError as exc:
             self._on_error(exc)
+            self._stop_sender()
         self._raise_failures()
+
+    def _stop_sender(self) -> None:
+        """kafka-python's close() gives up before stopping its sender thread when its final
+        flush times out (broker gone), leaving the thread reconnecting for ever: stop it."""
+        sender = getattr(self._producer, "_sender", None)
+        if sender is not None and sender.is_alive():
+            sender.force_close()
+            sender.join(CLOSE_TIMEOUT_S)
 
 
 class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -592,9 +654,14 @@ class KafkaSubscriber(Subscriber):
             self.seek(start)
 
     def _seek_to_true_end(self, tps: list[TopicPartition], deadline: float) -> None:
-        """Seek past every record stored now, using Fetch high watermarks (see module doc)."""
+        """Seek past every record stored now, using Fetch high watermarks on Tansu (see module
+        doc); ListOffsets is right on Apache Kafka."""
         consumer = self._consumer
         consumer.seek_to_end(*tps)
+        if not self._t.on_tansu:
+            for tp in tps:  # resolve the (lazy) reset now: what is published next is after it
+                consumer.position(tp)
+            return
         while time.monotonic() < deadline:
             consumer.poll(timeout_ms=20)  # records returned here predate this subscriber
             if all(consumer.highwater(tp) is not None for tp in tps):

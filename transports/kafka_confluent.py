@@ -43,10 +43,12 @@ from transports.framing import _META, META_HEADER, encode_meta
 from transports.kafka import (
     CONNECT_TIMEOUT_S,
     PARTITION_CHECK_S,
+    RECONNECT_BACKOFF_MAX_MS,
     RECORD_OVERHEAD_BYTES,
     KafkaTransportBase,
     LogEndWatch,
     decode_record,
+    idempotent,
     log_new_partitions,
 )
 
@@ -63,6 +65,7 @@ def confluent_config(options: Mapping[str, Any], bootstrap: str) -> dict[str, An
         "client.id": options["client_id"],
         "security.protocol": options["security_protocol"],
         "logger": _librdkafka_log,  # librdkafka's own log goes through logging, not stderr
+        "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
     }
     if options["security_protocol"].startswith("SASL"):
         cfg["sasl.mechanisms"] = options["sasl_mechanism"]
@@ -159,7 +162,7 @@ class ConfluentPublisher(Publisher):
                 "linger.ms": o["linger_ms"],
                 "batch.size": o["batch_size"],
                 "compression.type": o["compression"],
-                "enable.idempotence": o["enable_idempotence"],
+                "enable.idempotence": idempotent(o),
                 "request.timeout.ms": o["request_timeout_ms"],
                 "message.max.bytes": transport.max_message_bytes + RECORD_OVERHEAD_BYTES,
                 "partitioner": "murmur2_random",
@@ -338,7 +341,11 @@ class ConfluentSubscriber(Subscriber):
     def _assign_all(self, start: str | Positions) -> None:
         deadline = time.monotonic() + CONNECT_TIMEOUT_S * 2
         parts = self._partitions(deadline)
-        if start == "latest":
+        if start == "latest" and not self._t.on_tansu:  # ListOffsets is right on Apache Kafka;
+            # resolved now, so what is published after subscriber() returns comes after it
+            offsets = {(t, p): self._consumer.get_watermark_offsets(
+                TopicPartition(t, p), timeout=CONNECT_TIMEOUT_S)[1] for t, p in parts}
+        elif start == "latest":
             self._consumer.assign([TopicPartition(t, p, OFFSET_END) for t, p in parts])
             ends = self._true_ends(parts, deadline)
             offsets = {tp: ends.get(tp, OFFSET_END) for tp in parts}

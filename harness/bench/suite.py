@@ -1,4 +1,5 @@
-"""Run every scenario of a workload on every transport; one embedded broker for the run.
+"""Run every scenario of a workload on every transport; one embedded broker for the run (Apache
+Kafka, or Tansu with ``--kafka-engine tansu`` or where Java is missing).
 
 Trials run one after another (never two at once on 2 cores), transports in the same order for
 every scenario. With several processes the Kafka broker must be shared, so it is started here
@@ -17,7 +18,8 @@ from typing import Any
 from harness.bench.runner import TrialContext, TrialResult, run_trial
 from harness.bench.sweep import find_max_sustainable
 from harness.bench.workload import Scenario, TransportSpec, Workload
-from transports.embedded_broker import EmbeddedBroker
+from transports.brokers import make_broker
+from transports.brokers.registry import lookup as announced_broker
 
 TrialStartFn = Callable[[Scenario, TransportSpec, float, str], None]
 TrialDoneFn = Callable[[TrialResult], None]
@@ -34,16 +36,16 @@ class SuiteResult:
 
 @contextlib.contextmanager
 def kafka_broker(
-    needed: bool, external: str, log_dir: Path
+    needed: bool, external: str, log_dir: Path, engine: str = "auto"
 ) -> Iterator[tuple[str, int | None, str]]:
     """(bootstrap, pid, identity) of the broker trials use: external, embedded, or none."""
     if not needed:
         yield "", None, ""
         return
     if external:
-        yield external, None, f"external broker {external}"
+        yield external, None, announced_broker(external) or f"external broker {external}"
         return
-    broker = EmbeddedBroker(log_path=log_dir / "broker.log")
+    broker = make_broker(engine, log_path=log_dir / "broker.log", folder=log_dir / "broker")
     broker.start()
     try:
         yield broker.bootstrap, broker.pid, broker.identity
@@ -61,6 +63,7 @@ def run_workload(
     progress: Callable[[str, float], None] | None = None,
     interrupted: threading.Event | None = None,
     out: SuiteResult | None = None,
+    kafka_engine: str = "auto",
 ) -> SuiteResult:
     """Run the plan; pass ``out`` to keep the trials done so far if a Ctrl-C escapes."""
     out = out if out is not None else SuiteResult()
@@ -68,7 +71,9 @@ def run_workload(
     plan = [(s, [t for t in s.transports if not only_transports or t.name in only_transports])
             for s in workload.scenarios]
     needs_kafka = any(t.is_kafka for _, ts in plan for t in ts)
-    with kafka_broker(needs_kafka, kafka_bootstrap, log_dir) as (bootstrap, pid, identity):
+    with kafka_broker(needs_kafka, kafka_bootstrap, log_dir, kafka_engine) as (
+        bootstrap, pid, identity
+    ):
         out.broker_identity = identity
         ctx = TrialContext(log_dir, bootstrap, pid, identity, progress, stop)
 

@@ -70,6 +70,24 @@ def markdown(results: list[ScenarioResult], metadata: dict[str, Any]) -> str:
         cells = [r.scenario, r.transport, r.sent, *(getattr(r, c) for c in COLUMNS),
                  "yes" if r.passed else ("ERROR" if r.status != "ok" else "NO"), r.expectation]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    brokers = {r.transport: r.broker for r in results if r.broker}
+    if brokers:
+        lines += ["", "## Brokers", ""]
+        lines += [f"- **{t}**: {b}" for t, b in sorted(brokers.items())]
+    failovers = [r for r in results if r.scenario == "failover" and r.status == "ok"]
+    if failovers:
+        lines += ["", "## Failover (kill -9 mid-stream)", "",
+                  "| transport | what was killed | failover s | latency p50 / p99 before ms | "
+                  "worst latency around it ms | lost | duplicated |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in failovers:
+            x = r.extra
+            killed = (f"partition leader (node {x.get('killed_node')})" if "killed_node" in x
+                      else "the processor (PULL peer), restarted")
+            lines.append(f"| {r.transport} | {killed} | {_fmt(x.get('failover_s', math.nan))} | "
+                         f"{_fmt(x.get('baseline_p50_ms', math.nan))} / "
+                         f"{_fmt(x.get('baseline_p99_ms', math.nan))} | "
+                         f"{_fmt(x.get('spike_max_ms', math.nan))} | {r.lost} | {r.duplicated} |")
     lines += ["", "## Notes", ""]
     lines += [f"- **{r.scenario} / {r.transport}**: {r.note.strip()}" for r in results
               if r.note.strip()]
@@ -98,3 +116,5 @@ def print_table(results: list[ScenarioResult]) -> None:
     if not console.is_terminal:
         console = Console(width=160)  # a log file or pipe: keep the column names whole
     console.print(table)
+    for transport, broker in sorted({r.transport: r.broker for r in results if r.broker}.items()):
+        console.print(f"{transport}: {broker}")

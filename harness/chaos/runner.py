@@ -1,4 +1,8 @@
-"""Run the chosen scenarios on each transport, one fresh broker/port and folder per run."""
+"""Run the chosen scenarios on each transport, one fresh broker/port and folder per run.
+
+"kafka" is one embedded broker (Apache Kafka, log on disk in the run's folder; Tansu where Java is
+missing); "kafka-cluster" is three Apache Kafka brokers with replication factor 3.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 
 from harness.chaos.scenarios import SCENARIOS, TRANSPORTS, ScenarioResult, Setup
 from transports import open_transport
-from transports.embedded_broker import EmbeddedBroker, free_tcp_port
+from transports.brokers import ApacheKafkaCluster, free_tcp_port, make_broker
 
 log = logging.getLogger("harness.chaos")
 
@@ -26,13 +30,21 @@ def plan(scenarios: Iterable[str], transports: Iterable[str] | None) -> list[tup
 
 
 def _setup(scenario: str, transport: str, workdir: Path, rate: float, messages: int) -> Setup:
-    if transport == "kafka":
-        broker = EmbeddedBroker(port=free_tcp_port(), log_path=workdir / "logs" / "broker.log")
-        broker.start()
-        url = f"kafka://{broker.bootstrap}?partitions=1"
+    if transport in ("kafka", "kafka-cluster"):
+        if transport == "kafka":
+            broker = make_broker(port=free_tcp_port(), log_path=workdir / "logs" / "broker.log",
+                                 folder=workdir / "broker")
+            options = "partitions=1"
+        else:
+            broker = ApacheKafkaCluster(3, folder=workdir / "cluster")
+            options = "partitions=1&replication=3"
+        setup = Setup(transport, "", "", workdir, rate, messages, broker)
+        broker.start()  # before the URL: a cluster's addresses exist once it runs
+        url = f"kafka://{broker.bootstrap}?{options}"
+        setup.producer_url = setup.processor_url = url
         with open_transport(url) as t:
             t.create_topics(["binance.trade"], 1)
-        return Setup(transport, url, url, workdir, rate, messages, broker)
+        return setup
     pattern = transport.removeprefix("zmq-")
     extra = STALL_ZMQ_OPTIONS if scenario == "processor_stall" else ""
     url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?pattern={pattern}{extra}"
@@ -65,7 +77,11 @@ def run_plan(
                                     note=f"{type(exc).__name__}: {exc}")
         finally:
             if setup is not None and setup.broker is not None:
+                result_broker = setup.broker.identity
                 setup.broker.stop()
+            else:
+                result_broker = ""
+        result.broker = result_broker
         result.seconds = round(time.monotonic() - started, 2)
         results.append(result)
         if on_result:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.chaos.accounting import Accounting, account, trade_rows
 from harness.chaos.processes import (
     Stage,
@@ -25,19 +27,19 @@ from harness.chaos.processes import (
     wait_reconnected,
     wait_rows_above,
 )
-from transports.embedded_broker import EmbeddedBroker
+from transports.brokers import ApacheKafkaBroker, ApacheKafkaCluster, Broker
 from transports.url import redact_url
 
 
 @dataclass
 class Setup:
-    transport: str  # "kafka", "zmq-pushpull", "zmq-pubsub"
+    transport: str  # "kafka", "kafka-cluster", "zmq-pushpull", "zmq-pubsub"
     producer_url: str
     processor_url: str
     workdir: Path
     rate: float
     messages: int
-    broker: EmbeddedBroker | None = None
+    broker: Broker | None = None
 
     @property
     def output(self) -> Path:
@@ -45,7 +47,7 @@ class Setup:
 
     @property
     def replayable(self) -> bool:
-        return self.transport == "kafka"
+        return self.transport.startswith("kafka")
 
 
 @dataclass
@@ -69,6 +71,7 @@ class ScenarioResult:
     passed: bool = False
     note: str = ""
     seconds: float = 0.0
+    broker: str = ""  # the Kafka broker's identity (engine, version, brokers); '' on ZeroMQ
     extra: dict[str, Any] = field(default_factory=dict)
 
     def absorb(self, acc: Accounting) -> None:
@@ -101,7 +104,19 @@ def processor(setup: Setup, n: int, *, output: Path | None = None, idle_exit: fl
         "process", "candles", "--transport", setup.processor_url,
         "--output", str(output or setup.output), "--windows", "1s,1m", "--grace-ms", "500",
         "--flush-interval", "0.2", "--idle-exit", str(idle_exit), "--quiet",
+        "--summary-json", str(processor_summary(setup, n)),
     ], setup.workdir / "logs", preexec)
+
+
+def processor_summary(setup: Setup, n: int) -> Path:
+    return setup.workdir / "logs" / f"processor-{n}.json"
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
 
 
 def _finish(setup: Setup, producers: list[Stage], proc: Stage, sent: dict[str, int],
@@ -208,33 +223,171 @@ def producer_restart(setup: Setup) -> ScenarioResult:
 
 
 def broker_restart(setup: Setup) -> ScenarioResult:
-    """Kafka only: restart the embedded broker mid-run (its memory storage loses everything);
-    the running processor must carry on with the new log instead of waiting past its end."""
+    """Kafka only: restart the embedded broker mid-run, between two producers.
+
+    Apache Kafka keeps its log on disk: the restarted broker serves the same log and committed
+    offsets, and the running processor carries on from its position (nothing re-read, no reset).
+    Tansu (memory storage) loses everything: the processor must notice its position is past the
+    new log's end and read the new log from its start instead of waiting there.
+    """
     result = ScenarioResult("broker_restart", setup.transport, redact_url(setup.producer_url))
-    assert setup.broker is not None
+    broker = setup.broker
+    assert broker is not None
     first, second = "chaos-broker1", "chaos-broker2"
     half = setup.messages // 2
-    proc = processor(setup, 0, idle_exit=8.0)
+    proc = processor(setup, 0, idle_exit=LONG_IDLE_EXIT_S)  # a JVM restart can take a while
     p1 = producer(setup, first, half, seed=15)
     p1.wait(half / setup.rate + 60)
     wait_rows_above(setup.output, half - 1, 20, proc)
-    setup.broker.stop()
-    setup.broker.start()
     restarted = time.monotonic()
+    if isinstance(broker, ApacheKafkaBroker):
+        broker.restart()
+    else:
+        broker.stop()
+        broker.start()
+    result.extra["restart_s"] = round(time.monotonic() - restarted, 3)
     before = trade_rows(setup.output)
     p2 = producer(setup, second, setup.messages - half, seed=16)
     _recovery(result, [wait_rows_above(setup.output, before, 30, proc, feeder=p2)])
+    _stop_when_complete(setup, [p2], proc)
     _finish(setup, [p2], proc, {first: half, second: setup.messages - half}, result)
-    result.extra["restart_s"] = round(time.monotonic() - restarted, 3)
+    resets = int(_summary(processor_summary(setup, 0)).get("log_resets", -1))
+    result.extra["log_resets"] = resets
+    if isinstance(broker, ApacheKafkaBroker):
+        result.expectation = ("the log survives the restart: lost 0, duplicated 0, and the "
+                              "processor never resets its position (log_resets 0)")
+        result.passed = (result.lost == 0 and result.duplicated == 0 and resets == 0
+                         and result.sent > 0)
+        result.note += (" Apache Kafka keeps its log on disk: the processor's fetches fail while "
+                        "the broker is down, then continue from the same offsets.")
+        return result
     result.expectation = ("the new, empty log is read from its start: lost 0 and duplicated 0 "
                           "(the first half was in the file before the restart)")
     result.passed = result.lost == 0 and result.duplicated == 0 and result.sent > 0
-    result.note += (" embedded Tansu broker uses memory storage: a restart loses every topic, "
+    result.note += (" Tansu uses memory storage: a restart loses every topic, "
                     "record and committed offset (anything not yet consumed is gone); the "
                     "processor's position is past the new log's end and its topic comes back "
                     "with 4 partitions, so the subscriber reads the new log and the new "
                     "partitions from their start (transports.kafka).")
     return result
+
+
+#: A failover stream lasts at least this long (the rate is lowered if needed), and the fault
+#: comes a sixth of the way in: the outage (fencing a dead broker alone takes up to 9 s, more on
+#: a busy machine) ends while the producer still runs, so its final flush is not what waits.
+FAILOVER_STREAM_S = 30.0
+#: Processors that must outlive an outage: stopped by the scenario once every trade is in.
+LONG_IDLE_EXIT_S = 60.0
+
+
+def _stop_when_complete(setup: Setup, producers: list[Stage], proc: Stage,
+                        timeout: float = 60.0) -> None:
+    """After the producers end, SIGTERM the processor once the file holds every trade (or after
+    ``timeout``); it flushes and exits 0, and no idle clock can end it during an outage."""
+    for p in producers:
+        p.wait(setup.messages / setup.rate + 120)
+    wait_rows_above(setup.output, setup.messages - 1, timeout, proc)
+    proc.signal(signal.SIGTERM)
+
+
+def failover(setup: Setup) -> ScenarioResult:
+    """The nearest thing each transport has to losing a broker, mid-stream.
+
+    kafka-cluster: SIGKILL the broker leading the trade partition (3 replicas, acks=all,
+    idempotent producer); the controller fences it and elects a new leader, clients move over.
+    zmq-pushpull: there is no broker; the peer that holds the stream's other end (the
+    processor) is SIGKILLed and restarted. Both report the failover time (kill -> first trade
+    published after it reaches the processor) and the latency spike around it.
+    """
+    result = ScenarioResult("failover", setup.transport, redact_url(setup.producer_url))
+    pid = f"chaos-failover-{setup.transport}"
+    cluster = setup.broker if isinstance(setup.broker, ApacheKafkaCluster) else None
+    # the stream outlasts a failover (fencing a dead broker alone takes up to 9 s), and the
+    # processor's idle exit does not end it during the outage
+    rate = min(setup.rate, setup.messages / FAILOVER_STREAM_S)
+    proc = processor(setup, 0, idle_exit=LONG_IDLE_EXIT_S)
+    prod = producer(setup, pid, setup.messages, seed=21, rate=rate)
+    wait_rows_above(setup.output, 0, 60, proc)
+    fault_at = time.monotonic() + setup.messages / rate / 6
+    _wait_caught_up(setup.output, rate, fault_at)
+    time.sleep(max(0.0, fault_at - time.monotonic()))
+    if cluster is not None:
+        leader = cluster.leader_of("binance.trade", 0)
+        killed_ns = time.time_ns()
+        cluster.kill(leader)
+        new_leader = cluster.leader_of("binance.trade", 0, timeout=60, exclude=leader)
+        result.extra.update(killed_node=leader, new_leader=new_leader,
+                            leader_elected_s=round((time.time_ns() - killed_ns) / 1e9, 3))
+    else:
+        killed_ns = time.time_ns()
+        proc.kill()
+        proc = processor(setup, 1, idle_exit=LONG_IDLE_EXIT_S)
+    result.extra["rate"] = rate
+    _stop_when_complete(setup, [prod], proc, timeout=10.0 if cluster is None else 60.0)
+    _finish(setup, [prod], proc, {pid: setup.messages}, result)
+    result.faults = 1
+    result.extra.update(failover_latency(setup.output, pid, killed_ns))
+    result.recovery_s = result.extra.get("failover_s", math.nan)
+    if cluster is not None:
+        result.expectation = "acks=all on 3 replicas: lost 0 and duplicated 0"
+        result.passed = result.lost == 0 and result.duplicated == 0 and result.sent > 0
+        result.note += (f" node {result.extra['killed_node']} (leader of binance.trade[0]) "
+                        f"SIGKILLed; node {result.extra['new_leader']} leads after "
+                        f"{result.extra['leader_elected_s']} s (the controller fences a broker "
+                        "after broker.session.timeout.ms without heartbeats, 9 s by default);")
+    else:
+        result.expectation = "no broker to fail over: reported loss (gaps not in file) == true loss"
+        result.passed = _exact_loss(result) and result.sent > 0
+        result.note += " the processor (the PULL peer) SIGKILLed and restarted at once;"
+    return result
+
+
+def _wait_caught_up(output: Path, rate: float, not_before: float, timeout: float = 60.0) -> None:
+    """Until the processor keeps up (the file grows by the stream's rate, less than 1 s behind),
+    so the baseline before a fault is steady-state latency, not a start-up backlog."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        start_rows, start = trade_rows(output), time.monotonic()
+        time.sleep(1.0)
+        expected = rate * (time.monotonic() - start)
+        grown = trade_rows(output) - start_rows  # faster than the stream: still catching up
+        if 0.7 * expected <= grown <= 1.5 * expected + 50 and time.monotonic() >= not_before:
+            return
+
+
+def failover_latency(output: Path, producer_id: str, killed_ns: int) -> dict[str, float]:
+    """From the trades table: p50/p99 publish->processor latency from 4 s to 1 s before the fault,
+    the worst around it (records published from 1 s before the kill on), and the failover time:
+    from the kill until the first trade published after it was received."""
+    trades = _table_or_empty(output)
+    if len(trades) == 0:
+        return {}
+    pids = trades["producer_id"]
+    mine = trades[pids == (producer_id.encode() if pids.dtype.kind == "S" else producer_id)]
+    publish = mine["publish_time_ns"].astype("int64")
+    latency_ms = (mine["receive_time_ns"].astype("int64") - publish) / 1e6
+    second = 1_000_000_000
+    before = latency_ms[(publish >= killed_ns - 4 * second) & (publish < killed_ns - second)]
+    around = latency_ms[publish >= killed_ns - second]
+    after = mine["receive_time_ns"][publish >= killed_ns].astype("int64")
+    out: dict[str, float] = {}
+    if len(before):
+        out["baseline_p50_ms"] = round(float(np.percentile(before, 50)), 2)
+        out["baseline_p99_ms"] = round(float(np.percentile(before, 99)), 2)
+    if len(around):
+        out["spike_max_ms"] = round(float(around.max()), 1)
+    if len(after):
+        out["failover_s"] = round((int(after.min()) - killed_ns) / 1e9, 3)
+    return out
+
+
+def _table_or_empty(output: Path) -> np.ndarray:
+    from sinks.hdf5_reader import read_table
+
+    try:
+        return read_table(output, "trades")
+    except (OSError, KeyError):
+        return np.zeros(0)
 
 
 def disk_full(setup: Setup, limit_bytes: int = 400_000) -> ScenarioResult:
@@ -380,6 +533,7 @@ SCENARIOS: dict[str, Callable[[Setup], ScenarioResult]] = {
     "processor_stall": processor_stall,
     "producer_restart": producer_restart,
     "broker_restart": broker_restart,
+    "failover": failover,
     "disk_full": disk_full,
     "unwritable_output": unwritable_output,
     "source_dropped": source_dropped,
@@ -391,6 +545,7 @@ TRANSPORTS: dict[str, tuple[str, ...]] = {
     "processor_stall": ("kafka", "zmq-pushpull", "zmq-pubsub"),
     "producer_restart": ("kafka", "zmq-pushpull"),
     "broker_restart": ("kafka",),
+    "failover": ("kafka-cluster", "zmq-pushpull"),
     "disk_full": ("kafka", "zmq-pushpull"),
     "unwritable_output": ("kafka", "zmq-pushpull"),
     "source_dropped": ("kafka", "zmq-pushpull"),

@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.settings import Setting, add_settings, folder_path, redacted, resolve
+from transports.brokers import ENGINES
 from transports.url import redact_argv
 
 SETTINGS = (
@@ -24,7 +25,10 @@ SETTINGS = (
     Setting("results_dir", "results", "folder that receives one sub-folder per run",
             parse=folder_path),
     Setting("kafka_bootstrap", "",
-            "host:port of an external Kafka broker (default: start the embedded Tansu broker)"),
+            "host:port of an external Kafka broker (default: start an embedded one)"),
+    Setting("kafka_engine", "auto", "embedded broker: apache (Apache Kafka), tansu (in memory) "
+            "or auto (Apache Kafka if Java >= 17 runs)", choices=ENGINES,
+            env="HARNESS_KAFKA_ENGINE"),
 )
 
 
@@ -130,7 +134,8 @@ def run(workload_name: str, settings: dict[str, Any]) -> int:
 
         try:
             run_workload(workload, out_dir / "logs", only, str(settings["kafka_bootstrap"]),
-                         on_start, on_done, on_progress, stop, suite)
+                         on_start, on_done, on_progress, stop, suite,
+                         kafka_engine=settings["kafka_engine"])
         except KeyboardInterrupt:
             suite.interrupted = True
     if stop.is_set():

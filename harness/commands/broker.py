@@ -1,7 +1,8 @@
-"""``harness broker``: run the embedded Kafka-protocol broker (Tansu) in the foreground.
+"""``harness broker``: run an embedded Kafka broker (or a 3-broker cluster) in the foreground.
 
 For running pipeline stages in separate terminals against one broker without installing Kafka.
-Stops cleanly on Ctrl-C or SIGTERM; the broker is in-memory, so stopping it loses every topic.
+Apache Kafka keeps its log in ``--data-dir`` (a temporary folder by default, removed on exit);
+Tansu, the fallback without Java, keeps everything in memory. Stops cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import argparse
 import signal
 import socket
 import threading
+import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from harness.errors import UserError
 from harness.settings import Setting, add_settings, describe, resolve
-from transports.embedded_broker import EmbeddedBroker
+from transports.brokers import ENGINES, make_broker
 
 
 def _port(text: str) -> int:
@@ -24,7 +28,15 @@ def _port(text: str) -> int:
     return value
 
 
+def _brokers(text: str) -> int:
+    value = int(text)
+    if value not in (1, 3):
+        raise ValueError("expected 1 or 3 (a KRaft quorum of three)")
+    return value
+
+
 _port.__name__ = "port"
+_brokers.__name__ = "count"
 
 
 def _host(text: str) -> str:
@@ -41,16 +53,24 @@ _host.__name__ = "host"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
-        "port", 0, "TCP port to listen on (0 = a free port)", parse=_port, env="HARNESS_BROKER_PORT"
+        "port", 0, "TCP port to listen on (0 = a free one; one broker only)", parse=_port,
+        env="HARNESS_BROKER_PORT",
     ),
     Setting("host", "127.0.0.1", "address to listen on and advertise", parse=_host,
             env="HARNESS_BROKER_HOST"),
+    Setting("engine", "auto", "apache (Apache Kafka, needs Java >= 17), tansu (in memory) or "
+            "auto (Apache Kafka if Java runs)", choices=ENGINES, env="HARNESS_KAFKA_ENGINE"),
+    Setting("brokers", 1, "1, or 3 for a local cluster (RF 3, min.insync.replicas 2; Apache "
+            "Kafka only)", parse=_brokers),
+    Setting("data_dir", None, "folder for Apache Kafka's config and log (kept; default: a "
+            "temporary folder removed on exit)", parse=Path),
 )
 
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "broker", help="run the embedded Kafka-protocol broker (Tansu, in memory) until Ctrl-C"
+        "broker", help="run an embedded Kafka broker (Apache Kafka, or Tansu without Java), or a "
+        "3-broker cluster, until Ctrl-C"
     )
     add_settings(parser, SETTINGS)
     parser.set_defaults(func=run)
@@ -59,23 +79,28 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = resolve(args, SETTINGS)
     print("harness broker settings:", "; ".join(describe(settings, SETTINGS)), flush=True)
+    if settings["brokers"] > 1 and settings["port"]:
+        raise UserError("--port names one broker's port; a cluster picks free ports")
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    broker = EmbeddedBroker(port=settings["port"] or None, host=settings["host"])
+    broker = make_broker(settings["engine"], port=settings["port"] or None,
+                         host=settings["host"], folder=settings["data_dir"],
+                         brokers=settings["brokers"])
     try:
+        started = time.monotonic()
         broker.start()
         print(
-            f"Kafka-protocol broker ({broker.identity}) listening on {broker.bootstrap} "
-            f"— use {broker.url}",
+            f"Kafka broker ({broker.identity}) listening on {broker.bootstrap} "
+            f"— use {broker.url} (ready in {time.monotonic() - started:.1f} s)",
             flush=True,
         )
         while not stop.wait(0.5):
             if not broker.running:
-                print("harness broker: the broker process exited unexpectedly", flush=True)
+                print("harness broker: a broker process exited unexpectedly", flush=True)
                 return 1
         print("harness broker: stopping", flush=True)
         return 0

@@ -23,8 +23,8 @@ from transports.url import redact_argv
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("scenarios", [], "comma-separated scenarios (default: all)", parse=parse_csv),
-    Setting("transports", [], "comma-separated: kafka, zmq-pushpull, zmq-pubsub (default: all)",
-            parse=parse_csv),
+    Setting("transports", [], "comma-separated: kafka, kafka-cluster (3 Apache Kafka brokers), "
+            "zmq-pushpull, zmq-pubsub (default: all)", parse=parse_csv),
     Setting("rate", 2000.0, "synthetic trades/s each producer sends", parse=positive_float),
     Setting("messages", 16000, "trades per scenario run", parse=positive_int),
     Setting("results_dir", Path("results"), "folder for <timestamp>-chaos/",

@@ -1,8 +1,9 @@
 """``harness demo``: the main job. The same pipeline on ZeroMQ and on Kafka, offline, side by side.
 
 Synthetic Binance trades/tickers and tweets flow through producers -> transport -> candle and
-sentiment processors -> HDF5, first over ZeroMQ, then over Kafka (embedded Tansu broker), and the
-run ends with one table comparing delivery, loss and latency, plus where the files are.
+sentiment processors -> HDF5, first over ZeroMQ, then over Kafka (an embedded Apache Kafka broker,
+or Tansu where Java is missing), and the run ends with one table comparing delivery, loss and
+latency, naming the broker, plus where the files are.
 """
 
 from __future__ import annotations

@@ -14,12 +14,14 @@ from transports import (
     Envelope,
     MessageTooLargeError,
     Publisher,
+    ReplayableSubscriber,
     Subscriber,
     Transport,
     TransportError,
     TransportOptionError,
     UnknownTransportError,
     open_transport,
+    replayable,
 )
 
 BACKENDS = ["kafka", "kafka+confluent", "zmq-pushpull", "zmq-pubsub", "zmq-ipc", "zmq-inproc"]
@@ -62,12 +64,12 @@ def topic(unique_topic: str) -> str:
 
 
 def connect(
-    transport: Transport, topics: list[str], **kwargs: object
+    transport: Transport, topics: list[str], group: str | None = None
 ) -> tuple[Publisher, Subscriber]:
     """Publisher and subscriber ready to exchange messages (topics exist, peers connected)."""
     transport.create_topics(topics, partitions=4)
     publisher = transport.publisher(producer_id="contract")
-    subscriber = transport.subscriber(topics, **kwargs)  # type: ignore[arg-type]
+    subscriber = transport.subscriber(topics, group=group)
     return publisher, subscriber
 
 
@@ -200,10 +202,12 @@ def test_commit_then_restart_resumes_without_loss_or_duplicates(
             publisher, subscriber = connect(transport, [topic])
             with publisher, subscriber:
                 subscriber.commit()  # a no-op, but callable
-                with pytest.raises(TransportError):
-                    subscriber.seek({(topic, 0): 0})
+                assert not isinstance(subscriber, ReplayableSubscriber)  # no seek() to call
+                with pytest.raises(TransportError, match="cannot replay"):
+                    replayable(transport)
             return
-        publisher, first = connect(transport, [topic], group=f"g-{topic}")
+        publisher, first = connect(replayable(transport), [topic], group=f"g-{topic}")
+        assert isinstance(first, ReplayableSubscriber)
         with publisher:
             for i in range(100):
                 publisher.publish(topic, str(i).encode(), key=str(i % 7).encode())

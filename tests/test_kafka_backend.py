@@ -52,32 +52,6 @@ def transport(
         yield replayable(t)
 
 
-def test_round_trip_preserves_key_headers_and_meta(
-    transport: ReplayableTransport, unique_topic: str
-):
-    sub = transport.subscriber([unique_topic])
-    with transport.publisher(producer_id="prod-1") as pub:
-        before = time.time_ns()
-        seq = pub.publish(
-            unique_topic,
-            b"payload",
-            key=b"BTCUSDT",
-            headers=(("source", b"binance"), ("empty", b"")),
-            event_time_ns=123,
-        )
-        pub.flush()
-    got = collect(sub, 1)
-    sub.close()
-    assert seq == 0 and len(got) == 1
-    env = got[0]
-    assert (env.topic, env.value, env.key) == (unique_topic, b"payload", b"BTCUSDT")
-    assert env.headers == (("source", b"binance"), ("empty", b""))
-    assert (env.producer_id, env.seq, env.event_time_ns) == ("prod-1", 0, 123)
-    assert before <= env.publish_time_ns <= env.receive_time_ns
-    assert env.partition >= 0 and env.offset == 0
-    assert sub.stats.received == 1 and sub.stats.rejected == 0
-
-
 def test_per_key_order_across_four_partitions(transport: ReplayableTransport, unique_topic: str):
     transport.create_topics([unique_topic], partitions=4)
     sub = transport.subscriber([unique_topic])

@@ -32,7 +32,6 @@ from transports.base import Envelope, TransportError
 from transports.framing import _META, META_HEADER
 from transports.kafka_core import (
     CONNECT_TIMEOUT_S,
-    RECONNECT_BACKOFF_MAX_MS,
     ConsumerSettings,
     KafkaPublisherBase,
     KafkaSubscriberBase,
@@ -48,27 +47,23 @@ unpack_meta = _META.unpack_from
 _librdkafka_log = logging.getLogger("transports.kafka_confluent.librdkafka")
 
 
+_SSL_KEYS = {"cafile": "ssl.ca.location", "certfile": "ssl.certificate.location",
+             "keyfile": "ssl.key.location"}
+
+
 def client_config(transport: KafkaTransportBase) -> dict[str, Any]:
     """librdkafka settings shared by producers, consumers and admin clients."""
-    options = transport.options
+    c = transport.connection_settings()
     cfg: dict[str, Any] = {
-        "bootstrap.servers": transport.bootstrap,
-        "client.id": options["client_id"],
-        "security.protocol": options["security_protocol"],
+        "bootstrap.servers": ",".join(c.bootstrap),
+        "client.id": c.client_id,
+        "security.protocol": c.security_protocol,
         "logger": _librdkafka_log,  # librdkafka's own log goes through logging, not stderr
-        "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+        "reconnect.backoff.max.ms": c.reconnect_backoff_max_ms,
     }
-    if options["security_protocol"].startswith("SASL"):
-        cfg["sasl.mechanisms"] = options["sasl_mechanism"]
-        cfg["sasl.username"] = options["sasl_username"]
-        cfg["sasl.password"] = options["sasl_password"]
-    for option, key in (
-        ("ssl_cafile", "ssl.ca.location"),
-        ("ssl_certfile", "ssl.certificate.location"),
-        ("ssl_keyfile", "ssl.key.location"),
-    ):
-        if options[option]:
-            cfg[key] = options[option]
+    if c.sasl is not None:
+        cfg["sasl.mechanisms"], cfg["sasl.username"], cfg["sasl.password"] = c.sasl
+    cfg.update({_SSL_KEYS[name]: path for name, path in c.ssl_files.items()})
     return cfg
 
 

@@ -141,6 +141,21 @@ KAFKA_CAPABILITIES = Capabilities(
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """How every client of a transport reaches the cluster, in no client's vocabulary."""
+
+    bootstrap: list[str]
+    client_id: str
+    security_protocol: str
+    #: (mechanism, username, password) with a SASL_* protocol, else None.
+    sasl: tuple[str, str, str] | None
+    #: "cafile" / "certfile" / "keyfile" -> PEM path, only those given.
+    ssl_files: dict[str, str]
+    connect_timeout_ms: int
+    reconnect_backoff_max_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ProducerSettings:
     """What a producer is asked to do, in no client's vocabulary (adapters name them)."""
 
@@ -253,6 +268,20 @@ class KafkaTransportBase(ReplayableTransport, abc.ABC):
         return TransportError(f"kafka {what} on {self.bootstrap}: {detail}")
 
     # --- settings every client gets, named by the adapters --------------------------------
+    def connection_settings(self) -> ConnectionSettings:
+        o = self.options
+        return ConnectionSettings(
+            bootstrap=self.bootstrap.split(","),
+            client_id=o["client_id"],
+            security_protocol=o["security_protocol"],
+            sasl=(o["sasl_mechanism"], o["sasl_username"], o["sasl_password"])
+            if o["security_protocol"].startswith("SASL") else None,
+            ssl_files={name: o[f"ssl_{name}"] for name in ("cafile", "certfile", "keyfile")
+                       if o[f"ssl_{name}"]},
+            connect_timeout_ms=int(CONNECT_TIMEOUT_S * 1000),
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+        )
+
     def producer_settings(self) -> ProducerSettings:
         o = self.options
         return ProducerSettings(
@@ -572,7 +601,7 @@ class KafkaSubscriberBase(ReplayableSubscriber):
             except errors as exc:
                 raise transport.error(f"subscribe to {self._topics}", exc) from None
         except BaseException:
-            self._close(CLOSE_TIMEOUT_S)
+            self.close()  # no client left behind retrying
             raise
 
     # --- where reading starts --------------------------------------------------------------

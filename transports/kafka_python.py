@@ -26,10 +26,8 @@ with warnings.catch_warnings():
 from transports.base import CLOSE_TIMEOUT_S, Envelope, RejectedMessage
 from transports.framing import META_HEADER, FrameError, decode_meta
 from transports.kafka_core import (
-    CONNECT_TIMEOUT_S,
     EARLIEST,
     LATEST,
-    RECONNECT_BACKOFF_MAX_MS,
     ConsumerSettings,
     KafkaPublisherBase,
     KafkaSubscriberBase,
@@ -44,21 +42,17 @@ log = logging.getLogger("transports.kafka_python")
 
 def client_config(transport: KafkaTransportBase) -> dict[str, Any]:
     """kafka-python settings shared by producers, consumers and admin clients."""
-    options = transport.options
+    c = transport.connection_settings()
     cfg: dict[str, Any] = {
-        "bootstrap_servers": transport.bootstrap.split(","),
-        "client_id": options["client_id"],
-        "security_protocol": options["security_protocol"],
-        "bootstrap_timeout_ms": int(CONNECT_TIMEOUT_S * 1000),
-        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+        "bootstrap_servers": c.bootstrap,
+        "client_id": c.client_id,
+        "security_protocol": c.security_protocol,
+        "bootstrap_timeout_ms": c.connect_timeout_ms,
+        "reconnect_backoff_max_ms": c.reconnect_backoff_max_ms,
     }
-    if options["security_protocol"].startswith("SASL"):
-        cfg["sasl_mechanism"] = options["sasl_mechanism"]
-        cfg["sasl_plain_username"] = options["sasl_username"]
-        cfg["sasl_plain_password"] = options["sasl_password"]
-    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-        if options[name]:
-            cfg[name] = options[name]
+    if c.sasl is not None:
+        cfg["sasl_mechanism"], cfg["sasl_plain_username"], cfg["sasl_plain_password"] = c.sasl
+    cfg.update({f"ssl_{name}": path for name, path in c.ssl_files.items()})
     return cfg
 
 

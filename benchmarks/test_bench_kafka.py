@@ -39,7 +39,7 @@ import confluent_kafka
 from transports import Publisher, Subscriber, Transport, open_transport
 from transports.brokers import make_broker
 from transports.framing import _META, META_HEADER, encode_meta
-from transports.kafka import BOOTSTRAP_ENV
+from transports.kafka_core import BOOTSTRAP_ENV
 
 N = 20_000
 PAYLOAD = os.urandom(100).hex().encode()  # 200 bytes
@@ -113,15 +113,13 @@ def run(
     benchmark.extra_info["msg_per_s"] = round(N / best)
 
 
-def interface_setup(transport: Transport) -> tuple[Publisher, Subscriber]:
+def interface_setup(transport: Transport) -> tuple[tuple[Publisher, str], Subscriber]:
     topic = fresh_topic(transport)
-    pub = transport.publisher()
-    pub.topic = topic  # type: ignore[attr-defined]
-    return pub, transport.subscriber([topic])
+    return (transport.publisher(), topic), transport.subscriber([topic])
 
 
-def interface_move(pub: Publisher, sub: Subscriber) -> int:
-    topic = pub.topic  # type: ignore[attr-defined]
+def interface_move(sender: tuple[Publisher, str], sub: Subscriber) -> int:
+    pub, topic = sender
     publish = pub.publish
     for _ in range(N):
         publish(topic, PAYLOAD)
@@ -134,8 +132,8 @@ def interface_move(pub: Publisher, sub: Subscriber) -> int:
     return received
 
 
-def interface_close(pub: Publisher, sub: Subscriber) -> None:
-    pub.close()
+def interface_close(sender: tuple[Publisher, str], sub: Subscriber) -> None:
+    sender[0].close()
     sub.close()
 
 

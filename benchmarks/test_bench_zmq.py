@@ -44,7 +44,7 @@ from typing import Any
 import pytest
 import zmq
 
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
 from transports.framing import CODEC, decode_frame, encode_frame
 from transports.zmq import ZmqTransport
 

@@ -17,7 +17,7 @@ import pytest
 
 from transports.brokers import Broker, make_broker
 from transports.brokers import free_tcp_port as _free_tcp_port
-from transports.kafka import BOOTSTRAP_ENV
+from transports.kafka_core import BOOTSTRAP_ENV
 
 
 @pytest.fixture(scope="session")

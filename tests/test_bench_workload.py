@@ -6,11 +6,12 @@ import itertools
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.bench.metrics import HIGHEST_US, LOWEST_US, clamp_us, new_histogram
-from harness.bench.runner import _intersect, _split_tail
+from harness.bench.runner import loss_figures
 from harness.bench.schedule import binance_like, bursts, make_schedule, uniform
 from harness.bench.workload import WORKLOAD_DIR, WorkloadError, load_workload, parse_workload
 
@@ -95,8 +96,26 @@ def test_latency_is_clamped_into_the_histogram_range() -> None:
     assert hist.get_max_value() >= HIGHEST_US * 0.999 and hist.get_min_value() == LOWEST_US
 
 
-def test_loss_accounting_separates_gaps_from_tail_and_intersects_consumers() -> None:
-    assert _split_tail([[3, 4], [8, 9]], total=10) == (2, 2)
-    assert _split_tail([[3, 4]], total=10) == (2, 0)
+def test_loss_separates_gaps_from_tail_and_intersects_load_balanced_consumers() -> None:
+    def final(missing: list[list[int]], received: int = 0) -> dict[str, Any]:
+        return {"missing": {"p": missing}, "received": received, "duplicates": 0,
+                "reordered": 0}
+
+    gaps_and_tail = loss_figures({"p": 10}, [final([[3, 4], [8, 9]], 6)], shared=False, copies=1)
+    assert (gaps_and_tail["lost"], gaps_and_tail["unconsumed"]) == (2, 2)
     # load-balanced: a number is missing only if no consumer saw it
-    assert _intersect([[0, 4], [8, 9]], [[3, 9]]) == [[3, 4], [8, 9]]
+    two = loss_figures({"p": 10}, [final([[0, 4], [8, 9]], 4), final([[3, 9]], 3)],
+                       shared=True, copies=1)
+    assert (two["lost"], two["unconsumed"], two["duplicates"]) == (2, 2, 1)
+    # fan-out: each consumer must see everything, so their losses add up
+    fan = loss_figures({"p": 10}, [final([[3, 4]], 8), final([[5, 5]], 9)], shared=False, copies=2)
+    assert fan["lost"] == 3
+
+
+def test_loss_of_a_huge_gap_is_counted_in_ranges() -> None:
+    """A consumer report claiming 10**12 missing numbers is counted, not expanded."""
+    finals = [{"missing": {"p": [[1, 10**12]]}, "received": 2, "duplicates": 0, "reordered": 0},
+              {"missing": {"p": [[0, 0], [5, 10**12]]}, "received": 5, "duplicates": 0,
+               "reordered": 0}]
+    figures = loss_figures({"p": 10**12 + 2}, finals, shared=True, copies=1)
+    assert (figures["lost"], figures["unconsumed"]) == (10**12 - 5 + 1, 0)

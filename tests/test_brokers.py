@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserError
-from transports import open_transport
+from transports import open_transport, replayable
 from transports.base import TransportError
 from transports.brokers import (
     ENGINE_ENV,
@@ -58,8 +58,8 @@ def test_apache_broker_is_ready_to_produce_keeps_its_log_on_disk_and_stops_clean
         assert kafka_api_versions(broker.host, broker.port) > 40
         # ready already meant an acknowledged produce: the readiness record is in the log
         with open_transport(broker.url) as t:
-            sub = t.subscriber([READY_TOPIC])
-            ends = sub.end_positions()  # type: ignore[attr-defined]
+            sub = replayable(t).subscriber([READY_TOPIC])
+            ends = sub.end_positions()
             sub.close()
         assert ends == {(READY_TOPIC, 0): 1}
         config = read_properties(folder / "server.properties")

@@ -22,7 +22,7 @@ import pytest
 from emulators.binance import emulator_thread
 from processors.depth_stage import read_books
 from sinks.hdf5_reader import open_snapshot
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ import pytest
 
 from processors.depth_stage import read_books
 from sinks.hdf5_reader import open_snapshot
-from transports.embedded_broker import EmbeddedBroker
+from transports.brokers import make_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
@@ -33,7 +33,7 @@ COUNT = 6000
 @pytest.fixture(scope="module")
 def private_kafka_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("broker") / "broker.log"
-    with EmbeddedBroker(log_path=log) as broker:
+    with make_broker(log_path=log) as broker:
         yield broker.url
 
 

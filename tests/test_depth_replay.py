@@ -24,7 +24,7 @@ import pytest
 from emulators.binance import emulator_thread
 from producers.recording import read_recording
 from sinks.hdf5_reader import open_snapshot
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
 
 pytestmark = pytest.mark.slow
 

@@ -254,12 +254,12 @@ def test_a_poison_record_on_kafka_is_dead_lettered_once_and_the_partition_moves_
     tmp_path: Path,
 ) -> None:
     from transports import open_transport
-    from transports.embedded_broker import EmbeddedBroker
+    from transports.brokers import make_broker
 
     good = json.loads(json.dumps(EVENTS["trade"]))
     poison = {**good[2], "t": 2**63}
     output = tmp_path / "market.h5"
-    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:  # its own topics
+    with make_broker(log_path=tmp_path / "broker.log") as broker:  # its own topics
         url = f"kafka://{broker.bootstrap}"
         with open_transport(url) as transport, transport.publisher("poisoner") as pub:
             for obj in (good[0], poison, good[1]):

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 import zmq
+from foreign_kafka import KafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kafka import KafkaProducer
 
 from harness.dead_letters import DeadLetters
 from transports import Subscriber, open_transport
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
 from transports.framing import META_HEADER, FrameError, decode_frame, encode_frame, encode_meta
 from transports.zmq import ZmqTransport
 

@@ -21,7 +21,7 @@ from hdf5_helpers import short_run
 
 from sinks.hdf5 import Hdf5Sink, SinkError
 from sinks.hdf5_reader import read_table
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
 
 #: A hang (the bug this guards against ran past 12 minutes) fails here instead.
 PROCESS_TIMEOUT_S = 120

@@ -3,20 +3,32 @@ Apache Kafka (Tansu where Java is missing), or an external one."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
+from foreign_kafka import KafkaProducer
 
-from transports import Envelope, Subscriber, TransportError, TransportOptionError, open_transport
-from transports.base import Transport
+from transports import (
+    Envelope,
+    ReplayableSubscriber,
+    ReplayableTransport,
+    Subscriber,
+    TransportError,
+    TransportOptionError,
+    open_transport,
+    replayable,
+)
 from transports.brokers import ApacheKafkaBroker, TansuBroker, free_tcp_port, port_is_free
 from transports.framing import META_HEADER
-from transports.kafka import BOOTSTRAP_ENV
+from transports.kafka_core import BOOTSTRAP_ENV, KafkaTransportBase
 
 pytestmark = pytest.mark.kafka
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CLIENTS = ["kafka", "kafka+confluent"]
 
@@ -33,39 +45,17 @@ def collect(sub: Subscriber, n: int, timeout: float = 20.0) -> list[Envelope]:
 
 
 @pytest.fixture(params=CLIENTS)
-def transport(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[Transport]:
+def transport(
+    request: pytest.FixtureRequest, kafka_bootstrap: str
+) -> Iterator[ReplayableTransport]:
     with open_transport(f"{request.param}://{kafka_bootstrap}?partitions=4") as t:
-        yield t
+        yield replayable(t)
 
 
-def test_round_trip_preserves_key_headers_and_meta(transport: Transport, unique_topic: str):
-    sub = transport.subscriber([unique_topic])
-    with transport.publisher(producer_id="prod-1") as pub:
-        before = time.time_ns()
-        seq = pub.publish(
-            unique_topic,
-            b"payload",
-            key=b"BTCUSDT",
-            headers=(("source", b"binance"), ("empty", b"")),
-            event_time_ns=123,
-        )
-        pub.flush()
-    got = collect(sub, 1)
-    sub.close()
-    assert seq == 0 and len(got) == 1
-    env = got[0]
-    assert (env.topic, env.value, env.key) == (unique_topic, b"payload", b"BTCUSDT")
-    assert env.headers == (("source", b"binance"), ("empty", b""))
-    assert (env.producer_id, env.seq, env.event_time_ns) == ("prod-1", 0, 123)
-    assert before <= env.publish_time_ns <= env.receive_time_ns
-    assert env.partition >= 0 and env.offset == 0
-    assert sub.stats.received == 1 and sub.stats.rejected == 0
-
-
-def test_per_key_order_across_four_partitions(transport: Transport, unique_topic: str):
+def test_per_key_order_across_four_partitions(transport: ReplayableTransport, unique_topic: str):
     transport.create_topics([unique_topic], partitions=4)
     sub = transport.subscriber([unique_topic])
-    assert len({p for _t, p in sub.assignment()}) == 4  # type: ignore[attr-defined]
+    assert len({p for _t, p in sub.assignment()}) == 4
     keys = [f"SYM{i}".encode() for i in range(8)]
     with transport.publisher() as pub:
         for i in range(800):
@@ -100,7 +90,9 @@ def test_both_clients_put_a_key_on_the_same_partition(kafka_bootstrap: str, uniq
     assert placements[0] == placements[1]
 
 
-def test_start_latest_skips_records_stored_before(transport: Transport, unique_topic: str):
+def test_start_latest_skips_records_stored_before(
+    transport: ReplayableTransport, unique_topic: str
+):
     """Tansu's ListOffsets end lies inside the last batch; 'latest' must still skip it all."""
     with transport.publisher() as pub:
         for i in range(50):
@@ -109,26 +101,28 @@ def test_start_latest_skips_records_stored_before(transport: Transport, unique_t
     with transport.publisher() as pub:
         pub.publish(unique_topic, b"new", key=b"k")
     got = collect(sub, 1, timeout=10)
-    ends = sub.end_positions()  # type: ignore[attr-defined]
+    ends = sub.end_positions()
     sub.close()
     assert [e.value for e in got] == [b"new"]
     assert sum(ends.values()) == 51
 
 
-def test_assign_mode_commit_and_resume_from_committed(transport: Transport, unique_topic: str):
+def test_assign_mode_commit_and_resume_from_committed(
+    transport: ReplayableTransport, unique_topic: str
+):
     transport.create_topics([unique_topic], partitions=1)
     with transport.publisher() as pub:
         for i in range(20):
             pub.publish(unique_topic, str(i).encode())
     group = f"offsets-{unique_topic}"
-    sub = transport.subscriber([unique_topic], offsets_group=group)  # type: ignore[call-arg]
+    sub = transport.subscriber([unique_topic], offsets_group=group)
     first = collect(sub, 20)
     assert [int(e.value) for e in first] == list(range(20))
     position = {(unique_topic, 0): first[9].offset + 1}
     sub.commit(position)  # only the first ten are safe
     sub.close()
-    again = transport.subscriber([unique_topic], offsets_group=group)  # type: ignore[call-arg]
-    committed = again.committed_positions()  # type: ignore[attr-defined]
+    again = transport.subscriber([unique_topic], offsets_group=group)
+    committed = again.committed_positions()
     assert committed == position
     again.seek(committed)
     rest = collect(again, 10)
@@ -136,7 +130,7 @@ def test_assign_mode_commit_and_resume_from_committed(transport: Transport, uniq
     assert [int(e.value) for e in rest] == list(range(10, 20))
 
 
-def test_seek_to_stored_positions(transport: Transport, unique_topic: str):
+def test_seek_to_stored_positions(transport: ReplayableTransport, unique_topic: str):
     transport.create_topics([unique_topic], partitions=1)
     with transport.publisher() as pub:
         for i in range(10):
@@ -151,7 +145,7 @@ def test_seek_to_stored_positions(transport: Transport, unique_topic: str):
 
 
 def test_position_past_the_log_end_reads_the_new_log_from_its_start(
-    transport: Transport, unique_topic: str, kafka_engine: str
+    transport: ReplayableTransport, unique_topic: str, kafka_engine: str
 ):
     """Stored positions from a broker that lost its log point past the new log's end. Apache
     Kafka answers OffsetOutOfRange and the client resets to the earliest offset; Tansu sends
@@ -168,7 +162,7 @@ def test_position_past_the_log_end_reads_the_new_log_from_its_start(
     assert sub.stats.log_resets == (1 if kafka_engine == "tansu" else 0)
 
 
-def ten_read_back(transport: Transport) -> Subscriber:
+def ten_read_back(transport: ReplayableTransport) -> ReplayableSubscriber:
     """Topic "t": ten records published ("before") and read by the subscriber returned."""
     transport.create_topics(["t"])
     with transport.publisher("before") as pub:
@@ -188,14 +182,14 @@ def test_apache_broker_restart_keeps_the_log_and_nothing_is_read_twice(
     with ApacheKafkaBroker(folder=tmp_path / "broker") as broker:
         url = f"{scheme}://{broker.bootstrap}?partitions=1"
         with open_transport(url) as transport:
-            sub = ten_read_back(transport)
+            sub = ten_read_back(replayable(transport))
             broker.restart()
             with open_transport(url) as again, again.publisher("after") as pub2:
                 for i in range(20):
                     pub2.publish("t", str(100 + i).encode(), key=b"k")
                 pub2.flush()
             got = collect(sub, 20, timeout=40)
-            ends = sub.end_positions()  # type: ignore[attr-defined]
+            ends = sub.end_positions()
             sub.close()
     assert sorted(int(e.value) for e in got) == list(range(100, 120))
     assert sub.stats.log_resets == 0 and ends == {("t", 0): 30}
@@ -212,7 +206,7 @@ def test_tansu_restart_new_log_is_read_from_its_start(scheme: str):
     with TansuBroker(port=free_tcp_port()) as broker:
         url = f"{scheme}://{broker.bootstrap}?partitions=1"
         with open_transport(url) as transport:
-            sub = ten_read_back(transport)
+            sub = ten_read_back(replayable(transport))
             broker.stop()
             broker.start()
             deadline = time.monotonic() + 3  # the subscriber meets the new, empty log first
@@ -229,7 +223,9 @@ def test_tansu_restart_new_log_is_read_from_its_start(scheme: str):
     assert sub.stats.log_resets >= 1
 
 
-def test_seek_to_unassigned_partition_is_a_clear_error(transport: Transport, unique_topic: str):
+def test_seek_to_unassigned_partition_is_a_clear_error(
+    transport: ReplayableTransport, unique_topic: str
+):
     sub = transport.subscriber([unique_topic])
     with pytest.raises(TransportError, match="not assigned"):
         sub.seek({(unique_topic, 99): 0})
@@ -265,7 +261,7 @@ def test_foreign_bad_and_oversize_records_are_rejected_and_counted(
     assert all(r.topic == unique_topic and r.offset >= 0 for r in rejected)
 
 
-def test_close_twice_everywhere(transport: Transport, unique_topic: str):
+def test_close_twice_everywhere(transport: ReplayableTransport, unique_topic: str):
     pub = transport.publisher()
     pub.publish(unique_topic, b"x")
     pub.close()
@@ -310,10 +306,10 @@ def test_confluent_group_subscribe_receives(kafka_bootstrap: str, unique_topic: 
         with t.publisher() as pub:
             for i in range(5):
                 pub.publish(unique_topic, str(i).encode())
-        sub = t.subscriber([unique_topic], group=f"g-{unique_topic}")
+        sub = replayable(t).subscriber([unique_topic], group=f"g-{unique_topic}")
         got = collect(sub, 5, timeout=30)
         sub.commit()
-        committed = sub.committed_positions()  # type: ignore[attr-defined]
+        committed = sub.committed_positions()
         sub.close()
     assert [int(e.value) for e in got] == list(range(5))
     assert committed == {(unique_topic, 0): 5}
@@ -375,7 +371,8 @@ def test_url_without_hosts_owns_an_embedded_broker(
 ):
     monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
     t = open_transport(f"{scheme}://?linger_ms=5&engine={engine}")
-    broker = t.broker  # type: ignore[attr-defined]
+    assert isinstance(t, KafkaTransportBase)
+    broker = t.broker
     assert broker is not None and broker.running
     wanted = "Apache Kafka 4." if engine == "apache" else "tansu "
     assert f" @ {wanted}" in t.identity and "embedded" in t.identity
@@ -394,11 +391,12 @@ def test_url_without_hosts_uses_bootstrap_env(
 ):
     monkeypatch.setenv(BOOTSTRAP_ENV, kafka_bootstrap)
     with open_transport("kafka://") as t:
-        assert t.broker is None  # type: ignore[attr-defined]
-        assert t.bootstrap == kafka_bootstrap  # type: ignore[attr-defined]
+        assert isinstance(t, KafkaTransportBase)
+        assert t.broker is None
+        assert t.bootstrap == kafka_bootstrap
 
 
-def test_capabilities_and_identity(transport: Transport, kafka_engine: str):
+def test_capabilities_and_identity(transport: ReplayableTransport, kafka_engine: str):
     caps = transport.capabilities
     assert caps.durable and caps.replayable and caps.ordered_per_key
     assert caps.load_balanced and caps.fan_out and not caps.drops_when_slow
@@ -406,3 +404,29 @@ def test_capabilities_and_identity(transport: Transport, kafka_engine: str):
     # a URL naming the session broker's address still learns which engine serves it
     expected = {"apache-kafka": " @ Apache Kafka 4.", "tansu": " @ tansu "}.get(kafka_engine, "")
     assert expected in transport.identity
+
+
+def test_the_confluent_client_never_loads_kafka_python(kafka_bootstrap: str, unique_topic: str):
+    """``kafka+confluent://`` shares the Kafka core, not the other client: a fresh interpreter
+    that publishes, reads and commits through it has no ``kafka`` package loaded."""
+    script = f"""
+import sys, time
+from transports import open_transport, replayable
+with open_transport("kafka+confluent://{kafka_bootstrap}") as t:
+    sub = replayable(t).subscriber(["{unique_topic}"])
+    with t.publisher() as pub:
+        pub.publish("{unique_topic}", b"x")
+        pub.end_streams()
+    got, deadline = [], time.monotonic() + 20
+    while not sub.stats.ended and time.monotonic() < deadline:
+        got += sub.poll(100, 0.2)
+    sub.commit()
+    ends = sub.end_positions()
+    sub.close()
+assert [e.value for e in got] == [b"x"] and sub.stats.ended, (got, sub.stats.ended)
+print(sorted(m for m in sys.modules if m == "kafka" or m.startswith("kafka.")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]", done.stdout

@@ -26,7 +26,7 @@ import pytest
 from hdf5_helpers import short_run
 
 from harness.compose_check import load_project, local_endpoints, run_locally
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

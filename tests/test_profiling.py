@@ -269,7 +269,7 @@ def test_summarize_one_folder_and_side_by_side(tmp_path: Path, capsys: pytest.Ca
 def test_entry_point_categories_and_verdict_rules() -> None:
     transports_dir = str(REPO / "transports")
     assert category_of(f"{transports_dir}/zmq.py", "poll") == "transport_receive"
-    assert category_of(f"{transports_dir}/kafka.py", "_send") == "transport_send"
+    assert category_of(f"{transports_dir}/kafka_core.py", "_send") == "transport_send"
     assert category_of(str(REPO / "sinks" / "hdf5.py"), "flush") == "sink"
     assert category_of(str(REPO / "processors" / "candles.py"), "poll") is None
     assert verdict(10, 9, 0, 0, 0).label == "CPU-bound"

@@ -29,7 +29,7 @@ from harness.pipeline import row_counts
 from producers.binance.synthetic import SyntheticMarket
 from producers.recording import RecordingWriter
 from transports.base import END_HEADER
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
 from transports.framing import encode_frame
 
 HARNESS = [sys.executable, "-m", "harness.cli"]

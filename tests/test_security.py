@@ -34,7 +34,7 @@ import zmq.auth
 from emulators.twitter import TwitterEmulator
 from harness.cli import build_parser
 from transports import TransportError, open_transport
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
 from transports.framing import encode_frame
 from transports.zmq import ZmqTransport
 

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
-from transports.sequence import SequenceTracker
+from transports.sequence import (
+    SequenceTracker,
+    complement,
+    intersect,
+    intersect_all,
+    size,
+    split_tail,
+    union,
+)
 
 
 def test_in_order_stream_has_nothing_to_report() -> None:
@@ -131,3 +140,31 @@ def test_a_flood_of_producer_ids_is_bounded_counted_and_keeps_the_real_stream() 
     assert tracker.missing_count("honest", "binance.trade") == 0
     state = join_state(b"{}", tracker, {})
     assert len(state) < 200_000  # one checkpoint: bounded by the cap, not by the flood
+
+
+def test_range_arithmetic_matches_sets_and_never_expands() -> None:
+    rng = random.Random(5)
+    for _ in range(200):
+        a = union((x, x + rng.randrange(4)) for x in rng.sample(range(60), 8))
+        b = union((x, x + rng.randrange(4)) for x in rng.sample(range(60), 8))
+
+        def numbers(ranges: list[tuple[int, int]]) -> set[int]:
+            return {n for first, last in ranges for n in range(first, last + 1)}
+
+        assert numbers(intersect(a, b)) == numbers(a) & numbers(b)
+        assert numbers(complement(a, 10, 50)) == set(range(10, 51)) - numbers(a)
+        assert size(a) == len(numbers(a))
+        assert a == sorted(a) and all(x[1] + 1 < y[0] for x, y in pairwise(a))
+    huge = [(0, 10**12), (10**13, 10**14)]
+    assert size(intersect_all([huge, [(5, 10**13)]])) == 10**12 - 4 + 1
+    assert complement(huge, 0, 10**14 + 1) == [(10**12 + 1, 10**13 - 1), (10**14 + 1, 10**14 + 1)]
+    assert split_tail([(3, 4), (8, 9)], total=10) == (2, 2)
+    assert split_tail([(3, 4)], total=10) == (2, 0)
+
+
+def test_received_ranges_are_the_complement_of_the_gaps() -> None:
+    tracker = SequenceTracker()
+    for seq in (0, 1, 10**12, 7):
+        tracker.observe("p", "t", seq)
+    assert tracker.received_ranges("p", "t") == [(0, 1), (7, 7), (10**12, 10**12)]
+    assert tracker.received_ranges("q", "t") == []

@@ -14,12 +14,14 @@ from transports import (
     Envelope,
     MessageTooLargeError,
     Publisher,
+    ReplayableSubscriber,
     Subscriber,
     Transport,
     TransportError,
     TransportOptionError,
     UnknownTransportError,
     open_transport,
+    replayable,
 )
 
 BACKENDS = ["kafka", "kafka+confluent", "zmq-pushpull", "zmq-pubsub", "zmq-ipc", "zmq-inproc"]
@@ -62,12 +64,12 @@ def topic(unique_topic: str) -> str:
 
 
 def connect(
-    transport: Transport, topics: list[str], **kwargs: object
+    transport: Transport, topics: list[str], group: str | None = None
 ) -> tuple[Publisher, Subscriber]:
     """Publisher and subscriber ready to exchange messages (topics exist, peers connected)."""
     transport.create_topics(topics, partitions=4)
     publisher = transport.publisher(producer_id="contract")
-    subscriber = transport.subscriber(topics, **kwargs)  # type: ignore[arg-type]
+    subscriber = transport.subscriber(topics, group=group)
     return publisher, subscriber
 
 
@@ -112,13 +114,16 @@ def test_round_trip_preserves_key_headers_and_metadata(opened: Transport, topic:
     assert env.topic == topic
     assert env.value == b'{"p":"64000.10"}'
     assert env.key == b"BTCUSDT"
-    assert env.header("recv_ns") == b"123"
-    assert env.header("empty") == b""
+    assert env.headers == (("recv_ns", b"123"), ("empty", b""))  # in order, empty kept
     assert env.producer_id == "contract"
     assert env.seq == 0
     assert env.event_time_ns == 1_700_000_000_000_000_000
     assert before <= env.publish_time_ns <= env.receive_time_ns
-    assert subscriber.stats.received == 1
+    if opened.capabilities.replayable:  # where it is in the log
+        assert env.partition >= 0 and env.offset == 0
+    else:
+        assert (env.partition, env.offset) == (-1, -1)
+    assert subscriber.stats.received == 1 and subscriber.stats.rejected == 0
 
 
 def test_per_key_order_and_sequence_numbers(opened: Transport, topic: str) -> None:
@@ -200,10 +205,12 @@ def test_commit_then_restart_resumes_without_loss_or_duplicates(
             publisher, subscriber = connect(transport, [topic])
             with publisher, subscriber:
                 subscriber.commit()  # a no-op, but callable
-                with pytest.raises(TransportError):
-                    subscriber.seek({(topic, 0): 0})
+                assert not isinstance(subscriber, ReplayableSubscriber)  # no seek() to call
+                with pytest.raises(TransportError, match="cannot replay"):
+                    replayable(transport)
             return
-        publisher, first = connect(transport, [topic], group=f"g-{topic}")
+        publisher, first = connect(replayable(transport), [topic], group=f"g-{topic}")
+        assert isinstance(first, ReplayableSubscriber)
         with publisher:
             for i in range(100):
                 publisher.publish(topic, str(i).encode(), key=str(i % 7).encode())

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transports import Envelope, Subscriber, TransportClosedError, TransportError, open_transport
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
 from transports.framing import encode_batch, encode_entry, encode_frame
 from transports.sequence import SequenceTracker
 from transports.zmq import OPTIONS, ZmqTransport

@@ -18,7 +18,7 @@ import zmq
 import zmq.auth
 
 from transports import Envelope, Subscriber, TransportError
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
 from transports.zmq import ZmqTransport
 
 NOTHING_ARRIVES_S = 1.0

@@ -21,17 +21,20 @@ from transports.base import (
     Positions,
     Publisher,
     RejectedMessage,
+    ReplayableSubscriber,
+    ReplayableTransport,
     Subscriber,
     Transport,
     TransportClosedError,
     TransportError,
     TransportOptionError,
     UnknownTransportError,
+    replayable,
 )
 from transports.url import split_url
 
 BACKENDS: dict[str, str] = {
-    "kafka": "transports.kafka:KafkaTransport",
+    "kafka": "transports.kafka_python:KafkaPythonTransport",
     "kafka+confluent": "transports.kafka_confluent:ConfluentKafkaTransport",
     "zmq+tcp": "transports.zmq:ZmqTransport",
     "zmq+ipc": "transports.zmq:ZmqTransport",
@@ -65,6 +68,8 @@ __all__ = [
     "Positions",
     "Publisher",
     "RejectedMessage",
+    "ReplayableSubscriber",
+    "ReplayableTransport",
     "Subscriber",
     "Transport",
     "TransportClosedError",
@@ -73,4 +78,5 @@ __all__ = [
     "UnknownTransportError",
     "backend_class",
     "open_transport",
+    "replayable",
 ]

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import Self
 
 from transports.sequence import SequenceTracker
 
@@ -142,12 +143,35 @@ class RejectedMessage:
 _value = attrgetter("value")
 
 
+class _Closeable(abc.ABC):
+    """``close`` once, bounded by a timeout; a context manager."""
+
+    _closed: bool
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Flush what the backend holds and release resources within ``timeout``; safe to call
+        twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close(timeout)
+
+    @abc.abstractmethod
+    def _close(self, timeout: float) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def new_producer_id(prefix: str = "p") -> str:
     """A producer id unique across restarts, readable in results (host, pid, random)."""
     return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class Publisher(abc.ABC):
+class Publisher(_Closeable):
     """Sends messages; numbers them per topic so receivers can count loss."""
 
     def __init__(self, producer_id: str | None, max_message_bytes: int) -> None:
@@ -233,24 +257,9 @@ class Publisher(abc.ABC):
     def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Block until everything published so far left the process (or timeout)."""
 
-    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
-        """Flush and release resources; bounded by ``timeout``; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._close(timeout)
-
-    @abc.abstractmethod
-    def _close(self, timeout: float) -> None: ...
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
-class Subscriber(abc.ABC):
+class Subscriber(_Closeable):
     """Receives batches; commit() marks data safe (a no-op where replay is impossible)."""
 
     def __init__(self) -> None:
@@ -263,12 +272,8 @@ class Subscriber(abc.ABC):
     def poll(self, max_messages: int = 1000, timeout: float = 0.1) -> list[Envelope]:
         """Return up to ``max_messages`` envelopes, waiting at most ``timeout`` s for the first."""
 
-    def commit(self, positions: Positions | None = None) -> None:  # noqa: B027
+    def commit(self, positions: Positions | None = None) -> None:
         """Declare data safe up to ``positions`` (default: everything polled so far)."""
-
-    def seek(self, positions: Positions) -> None:
-        """Resume from stored positions; only meaningful when ``replayable``."""
-        raise TransportError("this transport cannot replay; seek() is not supported")
 
     def drain_rejected(self) -> list[RejectedMessage]:
         """Take the frames that could not be decoded, for the caller's dead-letter store."""
@@ -351,21 +356,6 @@ class Subscriber(abc.ABC):
             ended.setdefault(pid, {})[topic] = total
         return None
 
-    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
-        """Release resources within ``timeout``; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._close(timeout)
-
-    @abc.abstractmethod
-    def _close(self, timeout: float) -> None: ...
-
-    def __enter__(self) -> Subscriber:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Transport(abc.ABC):
@@ -403,8 +393,60 @@ class Transport(abc.ABC):
     def close(self) -> None:  # noqa: B027
         """Release shared resources (admin clients, contexts)."""
 
-    def __enter__(self) -> Transport:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ReplayableSubscriber(Subscriber):
+    """What a subscriber of a replayable transport adds: positions it reports and moves to.
+
+    A transport whose ``capabilities.replayable`` is true hands out these (``replayable()``
+    narrows a ``Transport`` to one, checked through its capabilities)."""
+
+    @abc.abstractmethod
+    def seek(self, positions: Positions) -> None:
+        """Continue from stored positions (e.g. offsets a sink saved with its data)."""
+
+    @abc.abstractmethod
+    def assignment(self) -> set[tuple[str, int]]:
+        """The (topic, partition) pairs this subscriber reads."""
+
+    @abc.abstractmethod
+    def committed_positions(self) -> dict[tuple[str, int], int]:
+        """Positions committed for the assigned partitions (those that have one)."""
+
+    @abc.abstractmethod
+    def end_positions(self) -> dict[tuple[str, int], int]:
+        """The log end (the offset the next record will get) per assigned partition."""
+
+
+class ReplayableTransport(Transport):
+    """A transport that keeps messages so subscribers can read them again (Kafka)."""
+
+    @abc.abstractmethod
+    def subscriber(
+        self,
+        topics: Sequence[str],
+        *,
+        group: str | None = None,
+        start: str | Positions = "earliest",
+        offsets_group: str | None = None,
+    ) -> ReplayableSubscriber:
+        """``Transport.subscriber``; ``offsets_group`` names where a subscriber without a group
+        commits, so a later one given the same name finds its ``committed_positions``."""
+
+
+def replayable(transport: Transport) -> ReplayableTransport:
+    """``transport`` with the replay extension, or a ``TransportError`` if its capabilities say
+    it cannot replay."""
+    if not transport.capabilities.replayable:
+        raise TransportError(
+            f"{transport.display_url or type(transport).__name__} cannot replay: its "
+            "subscribers have no positions to seek to or commit")
+    if not isinstance(transport, ReplayableTransport):
+        raise TypeError(f"{type(transport).__name__} declares replayable=True but does not "
+                        "implement ReplayableTransport")
+    return transport

@@ -168,7 +168,23 @@ def py_decode_frame(frame: bytes, receive_time_ns: int = 0) -> Envelope:
         if magic == _BATCH_MAGIC_VERSION:
             raise FrameError("batch", "a batch frame: decode it with decode_into")
         _raise_bad_magic(magic)
-    pos += _HEAD.size
+    pid, key, headers, end = _decode_names(
+        frame, pos + _HEAD.size, pid_len, key_len, n_headers, len(frame)
+    )
+    if end + value_len != len(frame):
+        raise FrameError(
+            "length_mismatch", f"declared value of {value_len} bytes, {len(frame) - end} present"
+        )
+    return Envelope(
+        topic, frame[end:], key, headers, pid, seq, event_ns, publish_ns, -1, -1, receive_time_ns
+    )
+
+
+def _decode_names(
+    frame: bytes, pos: int, pid_len: int, key_len: int, n_headers: int, stop: int
+) -> tuple[str, bytes | None, Headers, int]:
+    """Producer id, key and headers of the envelope whose producer id starts at ``pos``, and
+    where its value starts (one envelope frame, or one entry of a batch ending at ``stop``)."""
     end = pos + pid_len
     raw = frame[pos:end]
     pid = _decoded_names.get(raw)
@@ -180,14 +196,8 @@ def py_decode_frame(frame: bytes, receive_time_ns: int = 0) -> Envelope:
         end += key_len
     headers: Headers = ()
     if n_headers:
-        headers, end = _decode_headers(frame, end, n_headers, len(frame))
-    if end + value_len != len(frame):
-        raise FrameError(
-            "length_mismatch", f"declared value of {value_len} bytes, {len(frame) - end} present"
-        )
-    return Envelope(
-        topic, frame[end:], key, headers, pid, seq, event_ns, publish_ns, -1, -1, receive_time_ns
-    )
+        headers, end = _decode_headers(frame, end, n_headers, stop)
+    return pid, key, headers, end
 
 
 def _raise_bad_magic(magic_version: bytes) -> None:
@@ -362,7 +372,6 @@ def _decode_batch(frame: bytes) -> list[Envelope]:
     pos += _BATCH_HEAD.size
     size = len(frame)
     entry_size = _ENTRY.size
-    names = _decoded_names
     unpack = _ENTRY.unpack_from
     envelopes: list[Envelope] = []
     append = envelopes.append
@@ -380,18 +389,9 @@ def _decode_batch(frame: bytes) -> list[Envelope]:
         stop = pos + 4 + length
         if stop > size:
             raise FrameError("truncated", f"envelope {index} of {count} runs past the frame")
-        end = pos + entry_size + pid_len
-        raw = frame[end - pid_len : end]
-        pid = names.get(raw)
-        if pid is None:
-            pid = _name_text(raw, "producer id")
-        key: bytes | None = None
-        if key_len != NO_KEY:
-            key = frame[end : end + key_len]
-            end += key_len
-        headers: Headers = ()
-        if n_headers:
-            headers, end = _decode_headers(frame, end, n_headers, stop)
+        pid, key, headers, end = _decode_names(
+            frame, pos + entry_size, pid_len, key_len, n_headers, stop
+        )
         if end + value_len != stop:
             raise FrameError(
                 "length_mismatch",

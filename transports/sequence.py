@@ -3,14 +3,24 @@
 A transport that drops silently (ZeroMQ PUB/SUB over its high-water mark) becomes one that drops
 *countably*: every sequence number a receiver never saw is a lost message, every one it saw twice
 is a duplicate. A number that fills an earlier gap is a reorder, not a loss.
+
+Every count here works on inclusive ranges ``(first, last)`` of numbers, never on sets of them,
+so one corrupted or hostile sequence number 10**12 ahead costs one range, not memory for every
+number skipped. The receivers (``SequenceTracker``), the load harness (several consumers' views
+of one stream) and the chaos experiments (what a file holds against what was sent) all count
+with these functions.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Protocol
+
+#: An inclusive range of sequence numbers ``(first, last)``.
+Range = tuple[int, int]
 
 
 class Sequenced(Protocol):
@@ -24,6 +34,76 @@ class Sequenced(Protocol):
     def seq(self) -> int: ...
 
 
+def size(ranges: Iterable[Range]) -> int:
+    """How many numbers the (disjoint) ranges hold."""
+    return sum(last - first + 1 for first, last in ranges)
+
+
+def union(ranges: Iterable[Range]) -> list[Range]:
+    """Ranges in any order, overlapping or adjacent, as sorted disjoint ranges."""
+    out: list[Range] = []
+    for first, last in sorted(ranges):
+        if first > last:
+            continue
+        if out and first <= out[-1][1] + 1:
+            if last > out[-1][1]:
+                out[-1] = (out[-1][0], last)
+        else:
+            out.append((first, last))
+    return out
+
+
+def intersect(a: Sequence[Range], b: Sequence[Range]) -> list[Range]:
+    """Numbers in both; each side sorted and disjoint."""
+    out: list[Range] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        first, last = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if first <= last:
+            out.append((first, last))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def intersect_all(views: Sequence[Sequence[Range]]) -> list[Range]:
+    """Numbers in every view (e.g. missing for every load-balanced consumer: missing at all)."""
+    if not views:
+        return []
+    return reduce(intersect, views[1:], list(views[0]))
+
+
+def complement(ranges: Sequence[Range], first: int, last: int) -> list[Range]:
+    """Numbers in ``first..last`` that the sorted, disjoint ``ranges`` do not hold."""
+    out: list[Range] = []
+    start = first
+    for a, b in ranges:
+        if b < start:
+            continue
+        if a > last:
+            break
+        if a > start:
+            out.append((start, a - 1))
+        start = b + 1
+    if start <= last:
+        out.append((start, last))
+    return out
+
+
+def split_tail(missing: Sequence[Range], total: int) -> tuple[int, int]:
+    """(missing below the highest number received, the missing tail) of a stream of ``total``.
+
+    The tail is what was still in flight at the end: a durable transport keeps it for a later
+    read, a non-durable one discards it. A gap below a received number was dropped."""
+    held = size(missing)
+    if missing and missing[-1][1] == total - 1:
+        tail = missing[-1][1] - missing[-1][0] + 1
+        return held - tail, tail
+    return held, 0
+
+
 class Gaps:
     """Missing sequence numbers as sorted, disjoint, inclusive ranges ``[first, last]``.
 
@@ -35,8 +115,8 @@ class Gaps:
 
     __slots__ = ("count", "ranges")
 
-    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
-        self.ranges: list[tuple[int, int]] = []
+    def __init__(self, ranges: Iterable[Range] = ()) -> None:
+        self.ranges: list[Range] = []
         self.count = 0  #: how many numbers are missing
         for first, last in ranges:
             self.add(first, last)
@@ -79,24 +159,6 @@ _MAX = 2**63
 #: Streams (producer id, topic) a tracker keeps; a run has a handful per producer, and a
 #: producer restart adds a new id, so this is ample for any honest deployment.
 DEFAULT_MAX_STREAMS = 4096
-
-
-def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        first, last = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if first <= last:
-            out.append((first, last))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def _size(ranges: list[tuple[int, int]]) -> int:
-    return sum(last - first + 1 for first, last in ranges)
 
 
 @dataclass(slots=True)
@@ -251,21 +313,26 @@ class SequenceTracker:
         stream = self._streams.get((producer_id, topic))
         return stream.missing.numbers() if stream else []
 
-    def missing_ranges(self, producer_id: str, topic: str) -> list[tuple[int, int]]:
+    def missing_ranges(self, producer_id: str, topic: str) -> list[Range]:
         """One stream's missing numbers as sorted inclusive ranges ``(first, last)``."""
         stream = self._streams.get((producer_id, topic))
         return list(stream.missing.ranges) if stream else []
 
-    def missing_by_stream(self) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    def received_ranges(self, producer_id: str, topic: str) -> list[Range]:
+        """One stream's numbers that arrived (at least once), as sorted inclusive ranges."""
+        stream = self._streams.get((producer_id, topic))
+        return complement(stream.missing.ranges, 0, stream.highest) if stream else []
+
+    def missing_by_stream(self) -> dict[tuple[str, str], list[Range]]:
         """(producer_id, topic) -> ranges not (yet) received; copies, safe to keep."""
         return {k: list(s.missing.ranges) for k, s in self._streams.items() if s.missing.count}
 
-    def export_streams(self) -> list[tuple[str, str, int, list[tuple[int, int]]]]:
+    def export_streams(self) -> list[tuple[str, str, int, list[Range]]]:
         """(producer_id, topic, highest seq, missing ranges) per stream, for a checkpoint."""
         return [(p, t, s.highest, list(s.missing.ranges)) for (p, t), s in self._streams.items()]
 
     def restore_stream(
-        self, producer_id: str, topic: str, highest: int, missing: Iterable[tuple[int, int]]
+        self, producer_id: str, topic: str, highest: int, missing: Iterable[Range]
     ) -> None:
         """Continue a stream from a checkpoint, so a restarted receiver counts only new gaps."""
         stream = self._streams.get((producer_id, topic)) or self._new_stream((producer_id, topic))
@@ -286,10 +353,10 @@ class SequenceTracker:
             # (an empty (top + 1, top) for the view that saw ``top``: size 0).
             unseen_mine = [*mine.missing.ranges, (mine.highest + 1, top)]
             unseen_theirs = [*theirs.missing.ranges, (theirs.highest + 1, top)]
-            unseen_both = _intersect(unseen_mine, unseen_theirs)
-            seen_by_either = top + 1 - _size(unseen_both)
-            seen_mine = top + 1 - _size(unseen_mine)
-            seen_theirs = top + 1 - _size(unseen_theirs)
+            unseen_both = intersect(unseen_mine, unseen_theirs)
+            seen_by_either = top + 1 - size(unseen_both)
+            seen_mine = top + 1 - size(unseen_mine)
+            seen_theirs = top + 1 - size(unseen_theirs)
             mine.duplicates += theirs.duplicates + seen_mine + seen_theirs - seen_by_either
             mine.reordered += theirs.reordered
             mine.received += theirs.received

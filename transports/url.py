@@ -26,12 +26,36 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
 
 
-def parse_int(text: str) -> int:
-    return int(text)
+def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """An integer option within ``low..high`` (``None``: that end is open)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"expected an {parse.__name__.replace('int', 'integer', 1)}")
+        return value
+
+    if low is not None and high is not None:
+        parse.__name__ = f"int in {low}..{high}"
+    elif low is not None:
+        parse.__name__ = f"int >= {low}"
+    elif high is not None:
+        parse.__name__ = f"int <= {high}"
+    else:
+        parse.__name__ = "int"
+    return parse
 
 
-def parse_float(text: str) -> float:
-    return float(text)
+def text(*, required: bool = False) -> Callable[[str], str]:
+    """A free-text option; ``required`` refuses an empty value."""
+
+    def parse(value: str) -> str:
+        if required and not value:
+            raise ValueError("expected a non-empty value")
+        return value
+
+    parse.__name__ = "str"
+    return parse
 
 
 def choice(*allowed: str) -> Callable[[str], str]:
@@ -66,13 +90,12 @@ class TransportUrl:
     netloc: str
     path: str
     options: Mapping[str, Any]
+    #: The URL with secrets replaced by ``***``: what logs, errors and results show.
+    display_url: str
 
     @property
     def hosts(self) -> list[str]:
         return [h for h in self.netloc.split(",") if h]
-
-    def redacted(self, spec: Mapping[str, Option] | None = None) -> str:
-        return redact_url(self.raw, spec)
 
 
 def split_url(url: str) -> tuple[str, str, str, list[tuple[str, str]]]:
@@ -86,36 +109,34 @@ def split_url(url: str) -> tuple[str, str, str, list[tuple[str, str]]]:
     return parts.scheme.lower(), parts.netloc, unquote(parts.path), query
 
 
-def parse_options(
-    url: str, query: list[tuple[str, str]], spec: Mapping[str, Option]
-) -> dict[str, Any]:
+def parse_url(url: str, spec: Mapping[str, Option]) -> TransportUrl:
+    """Split ``url`` and parse its query against the options ``spec`` declares.
+
+    The one place every backend's options are read: an option given twice, an unknown one
+    (answered with the list of accepted ones) and a malformed value are each one line, and a
+    secret's value is never part of it."""
+    scheme, netloc, path, query = split_url(url)
+    display = redact_url(url, spec)
     values = {name: opt.default for name, opt in spec.items()}
     seen: set[str] = set()
-    for name, text in query:
+    for name, value in query:
         if name in seen:
-            raise TransportOptionError(
-                f"option {name!r} is given twice in {redact_url(url, spec)}; give it once"
-            )
+            raise TransportOptionError(f"option {name!r} is given twice in {display}; give it once")
         seen.add(name)
         opt = spec.get(name)
         if opt is None:
             accepted = "; ".join(o.describe() for o in spec.values()) or "none"
             raise TransportOptionError(
-                f"unknown option {name!r} in {redact_url(url, spec)}; accepted: {accepted}"
+                f"unknown option {name!r} in {display}; accepted: {accepted}"
             )
         try:
-            values[name] = opt.parse(text)
+            values[name] = opt.parse(value)
         except ValueError as exc:
-            shown = "***" if opt.secret else repr(text)
+            shown = "***" if opt.secret else repr(value)
             raise TransportOptionError(
                 f"bad value {shown} for option {name!r}: {exc} ({opt.describe()})"
             ) from None
-    return values
-
-
-def parse_url(url: str, spec: Mapping[str, Option]) -> TransportUrl:
-    scheme, netloc, path, query = split_url(url)
-    return TransportUrl(url, scheme, netloc, path, parse_options(url, query, spec))
+    return TransportUrl(url, scheme, netloc, path, values, display)
 
 
 _SECRET_WORDS = ("password", "secret", "token", "key_file_pass")
@@ -175,3 +196,11 @@ def redact_url(url: str, spec: Mapping[str, Option] | None = None) -> str:
         query.append(f"{name}={'***' if hidden else quote(value, safe='/:,.-_')}")
     out = f"{parts.scheme}://{netloc}{parts.path}"
     return out + ("?" + "&".join(query) if query else "")
+
+
+def option_table(*options: Option) -> dict[str, Option]:
+    """A backend's options by name, as ``parse_url`` reads them."""
+    table = {o.name: o for o in options}
+    if len(table) != len(options):
+        raise ValueError("an option is declared twice")
+    return table

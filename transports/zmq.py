@@ -83,7 +83,7 @@ from transports.framing import (
     encode_frame,
     receive_into,
 )
-from transports.url import Option, choice, parse_url
+from transports.url import Option, choice, integer, option_table, parse_url, text
 from transports.zmq_curve import CurveConfig, ZapGuard, apply_client, apply_server
 from transports.zmq_curve import load_curve_config as _load_curve_config
 
@@ -100,130 +100,46 @@ KEPT_RAW_BYTES = 4096
 _WILDCARD_HOSTS = {"*", "0.0.0.0", "::", "[::]"}
 
 
-def _ranged(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(f"expected an integer in {low}..{high}")
-        return value
-
-    parse.__name__ = f"int {low}..{high}"
-    return parse
-
-
-def parse_int_or_unset(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("expected an integer >= 0")
-    return value
-
-
-def parse_text(text: str) -> str:
-    return text
-
-
 _INT_MAX = 2**31 - 1
-OPTIONS: dict[str, Option] = {
-    o.name: o
-    for o in (
-        Option(
-            "pattern",
-            choice("pushpull", "pubsub"),
-            "pushpull",
-            "pushpull = load-balanced workers with back-pressure; pubsub = fan-out, drops at HWM",
-        ),
-        Option(
-            "bind",
-            choice("publisher", "subscriber"),
-            "publisher",
-            "which side binds; the other connects (subscriber = several producers fan in)",
-        ),
-        Option(
-            "hwm",
-            _ranged(0, _INT_MAX),
-            DEFAULT_HWM,
-            "send and receive high-water mark in messages; 0 = unbounded",
-        ),
-        Option("sndhwm", parse_int_or_unset, None, "send HWM override"),
-        Option("rcvhwm", parse_int_or_unset, None, "receive HWM override"),
-        Option(
-            "linger_ms", _ranged(0, 60_000), 1000, "how long close() may deliver queued messages"
-        ),
-        Option("reconnect_ivl_ms", _ranged(1, 60_000), 100, "first reconnect delay"),
-        Option(
-            "reconnect_ivl_max_ms",
-            _ranged(0, 600_000),
-            2000,
-            "reconnect backoff cap (0 = no backoff)",
-        ),
-        Option(
-            "max_message_bytes",
-            _ranged(0, _INT_MAX),
-            DEFAULT_MAX_MESSAGE_BYTES,
-            "largest value accepted by publish() and by the subscriber (else 'oversize')",
-        ),
-        Option(
-            "max_frame_bytes",
-            _ranged(0, _INT_MAX),
-            0,
-            "libzmq MAXMSGSIZE hard guard (0 = off); over it the peer is disconnected, uncounted",
-        ),
-        Option("sndbuf", _ranged(0, _INT_MAX), 0, "kernel send buffer bytes (0 = OS default)"),
-        Option("rcvbuf", _ranged(0, _INT_MAX), 0, "kernel receive buffer bytes (0 = OS default)"),
-        Option(
-            "send_timeout_ms",
-            _ranged(-1, _INT_MAX),
-            -1,
-            "-1 = publish blocks at a full HWM (back-pressure); else raise after this long",
-        ),
-        Option(
-            "batch",
-            _ranged(1, 100_000),
-            1,
-            "publisher: up to this many envelopes of one topic per frame (1 = one per frame)",
-        ),
-        Option(
-            "batch_linger_ms",
-            _ranged(0, 60_000),
-            1,
-            "publisher with batch>1: longest an envelope waits for its batch to fill",
-        ),
-        Option(
-            "wait_subscribers",
-            _ranged(0, 10_000),
-            0,
-            "pubsub: before the first send on a topic wait for this many subscriptions to it",
-        ),
-        Option(
-            "connect_timeout_ms",
-            _ranged(0, 600_000),
-            5000,
-            "how long wait_subscribers waits before sending anyway (with a warning)",
-        ),
-        Option("curve_server_public", parse_text, "", "CURVE server public key (file or z85)"),
-        Option(
-            "curve_server_secret",
-            parse_text,
-            "",
-            "CURVE server secret key (file or z85)",
-            secret=True,
-        ),
-        Option("curve_client_public", parse_text, "", "CURVE client public key (file or z85)"),
-        Option(
-            "curve_client_secret",
-            parse_text,
-            "",
-            "CURVE client secret key (file or z85)",
-            secret=True,
-        ),
-        Option(
-            "curve_allowed_clients",
-            parse_text,
-            "",
-            "client public keys the binding side admits: key dir, comma list, or *",
-        ),
-    )
-}
+_COUNT = integer(0, _INT_MAX)
+OPTIONS = option_table(
+    Option("pattern", choice("pushpull", "pubsub"), "pushpull",
+           "pushpull = load-balanced workers with back-pressure; pubsub = fan-out, drops at HWM"),
+    Option("bind", choice("publisher", "subscriber"), "publisher",
+           "which side binds; the other connects (subscriber = several producers fan in)"),
+    Option("hwm", _COUNT, DEFAULT_HWM,
+           "send and receive high-water mark in messages; 0 = unbounded"),
+    Option("sndhwm", _COUNT, None, "send HWM override"),
+    Option("rcvhwm", _COUNT, None, "receive HWM override"),
+    Option("linger_ms", integer(0, 60_000), 1000, "how long close() may deliver queued messages"),
+    Option("reconnect_ivl_ms", integer(1, 60_000), 100, "first reconnect delay"),
+    Option("reconnect_ivl_max_ms", integer(0, 600_000), 2000,
+           "reconnect backoff cap (0 = no backoff)"),
+    Option("max_message_bytes", _COUNT, DEFAULT_MAX_MESSAGE_BYTES,
+           "largest value accepted by publish() and by the subscriber (else 'oversize')"),
+    Option("max_frame_bytes", _COUNT, 0,
+           "libzmq MAXMSGSIZE hard guard (0 = off); over it the peer is disconnected, uncounted"),
+    Option("sndbuf", _COUNT, 0, "kernel send buffer bytes (0 = OS default)"),
+    Option("rcvbuf", _COUNT, 0, "kernel receive buffer bytes (0 = OS default)"),
+    Option("send_timeout_ms", integer(-1, _INT_MAX), -1,
+           "-1 = publish blocks at a full HWM (back-pressure); else raise after this long"),
+    Option("batch", integer(1, 100_000), 1,
+           "publisher: up to this many envelopes of one topic per frame (1 = one per frame)"),
+    Option("batch_linger_ms", integer(0, 60_000), 1,
+           "publisher with batch>1: longest an envelope waits for its batch to fill"),
+    Option("wait_subscribers", integer(0, 10_000), 0,
+           "pubsub: before the first send on a topic wait for this many subscriptions to it"),
+    Option("connect_timeout_ms", integer(0, 600_000), 5000,
+           "how long wait_subscribers waits before sending anyway (with a warning)"),
+    Option("curve_server_public", text(), "", "CURVE server public key (file or z85)"),
+    Option("curve_server_secret", text(), "", "CURVE server secret key (file or z85)",
+           secret=True),
+    Option("curve_client_public", text(), "", "CURVE client public key (file or z85)"),
+    Option("curve_client_secret", text(), "", "CURVE client secret key (file or z85)",
+           secret=True),
+    Option("curve_allowed_clients", text(), "",
+           "client public keys the binding side admits: key dir, comma list, or *"),
+)
 
 
 class _Context:
@@ -261,7 +177,7 @@ class ZmqTransport(Transport):
     def __init__(self, url: str, *, context: zmq.Context[Any] | None = None) -> None:
         parsed = parse_url(url, OPTIONS)
         self.options = opts = dict(parsed.options)
-        self.display_url = parsed.redacted(OPTIONS)
+        self.display_url = parsed.display_url
         kind = parsed.scheme.removeprefix("zmq+")
         self.kind = kind
         self.pattern: str = opts["pattern"]

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from harness.bench.system_stats import ProcessSample, ProcessSampler
 from harness.bench.workload import Scenario, TransportSpec
 from producers.run_control import PACE_TOLERANCE
 from transports import open_transport
-from transports.embedded_broker import free_tcp_port
+from transports.brokers import free_tcp_port
+from transports.sequence import intersect_all, split_tail
 
 READY_TIMEOUT_S = 60.0
 START_MARGIN_S = 0.3
@@ -427,7 +428,12 @@ def _aggregate(
     window = end - first
     measured = [r for r in rows if first <= r["t_s"] - 1 < end]
     published_total = sum(int(p.final["published"]) for p in producers if p.final)
-    loss = _loss(s, producers, consumers)
+    loss = loss_figures(
+        {str(p.final["producer_id"]): int(p.final["published"]) for p in producers if p.final},
+        [c.final for c in consumers if c.final],
+        shared=not s.fan_out,
+        copies=s.copies,
+    )
     summary = _base_summary(result, s)
     summary.update({
         "published": published_total,
@@ -467,62 +473,38 @@ def _aggregate(
     result.summary = summary
 
 
-def _loss(s: Scenario, producers: list[_Worker], consumers: list[_Worker]) -> dict[str, int]:
-    """Lost (gaps: dropped), unconsumed (tail: still queued at the end), dups, reorders.
+def loss_figures(
+    totals: Mapping[str, int], finals: list[dict[str, Any]], *, shared: bool, copies: int
+) -> dict[str, int]:
+    """Lost (gaps: dropped), unconsumed (tail: still queued at the end), dups, reorders, from
+    what each producer published (``totals``) and each consumer's final report (``finals``).
 
     A missing tail is what was in flight when the consumers stopped: a durable transport keeps
     it for a later read, a non-durable one discards it at shutdown. A gap (a number missing
     while later ones arrived) is a drop by the transport.
 
     Fan-out and single consumers: each must see every message, so their counts add up.
-    Load-balanced consumers: a message is missing only if *no* consumer saw it.
+    Load-balanced (``shared``) consumers: a message is missing only if *no* consumer saw it.
     """
-    totals = {str(p.final["producer_id"]): int(p.final["published"])
-              for p in producers if p.final}
-    finals = [c.final for c in consumers if c.final]
     lost = tail = 0
     if not finals:
-        return {"lost": 0, "unconsumed": sum(totals.values()) * s.copies, "duplicates": 0,
+        return {"lost": 0, "unconsumed": sum(totals.values()) * copies, "duplicates": 0,
                 "reordered": 0}
     for pid, total in totals.items():
-        runs_per_consumer = [f.get("missing", {}).get(pid, [[0, total - 1]] if total else [])
-                             for f in finals]
-        if s.fan_out or len(finals) == 1:
-            for runs in runs_per_consumer:
-                g, t = _split_tail(runs, total)
+        unseen = [[0, total - 1]] if total else []  # a consumer that never saw this producer
+        views = [[(int(a), int(b)) for a, b in f.get("missing", {}).get(pid, unseen)]
+                 for f in finals]
+        if not shared or len(finals) == 1:
+            for missing in views:
+                g, t = split_tail(missing, total)
                 lost, tail = lost + g, tail + t
         else:
-            runs = runs_per_consumer[0]
-            for other in runs_per_consumer[1:]:
-                runs = _intersect(runs, other)
-            g, t = _split_tail(runs, total)
+            g, t = split_tail(intersect_all(views), total)
             lost, tail = lost + g, tail + t
     received = sum(int(f["received"]) for f in finals)
-    if s.fan_out or len(finals) == 1:
+    if not shared or len(finals) == 1:
         duplicates = sum(int(f["duplicates"]) for f in finals)
     else:
         duplicates = max(0, received - (sum(totals.values()) - lost - tail))
     reordered = sum(int(f["reordered"]) for f in finals)
     return {"lost": lost, "unconsumed": tail, "duplicates": duplicates, "reordered": reordered}
-
-
-def _split_tail(runs: list[list[int]], total: int) -> tuple[int, int]:
-    size = sum(b - a + 1 for a, b in runs)
-    if runs and runs[-1][1] == total - 1:
-        tail = runs[-1][1] - runs[-1][0] + 1
-        return size - tail, tail
-    return size, 0
-
-
-def _intersect(a: list[list[int]], b: list[list[int]]) -> list[list[int]]:
-    out: list[list[int]] = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo <= hi:
-            out.append([lo, hi])
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from sinks.hdf5_reader import read_table
+from transports.sequence import Range, SequenceTracker, intersect, size, union
 
 TRADE_TOPIC = "binance.trade"
 
@@ -28,8 +29,8 @@ class Accounting:
     delivered: int  # distinct (producer, seq) pairs in the file
     lost: int  # expected pairs absent from the file (the truth)
     duplicated: int  # rows beyond the first for a pair
-    reordered: int  # rows whose seq is below an earlier row's seq of the same producer
-    reported_lost: int  # sum of the gaps table for these producers (the pipeline's own claim)
+    reordered: int  # rows that filled a gap below a later row of the same producer
+    reported_lost: int  # numbers in the gaps table for these producers (the pipeline's claim)
     reported_but_present: int  # gap seqs that are in the file after all (over-reporting)
 
     def as_dict(self) -> dict[str, Any]:
@@ -37,41 +38,45 @@ class Accounting:
 
 
 def account(output: Path, sent: Mapping[str, int]) -> Accounting:
-    """Compare ``sent`` (producer id -> messages published) with the file at ``output``."""
+    """Compare ``sent`` (producer id -> messages published) with the file at ``output``.
+
+    The file's rows go through the same sequence tracker a receiver uses, so "lost",
+    "duplicated" and "reordered" mean here what they mean everywhere; every count is done on
+    ranges, so a gap row claiming 10**12 missing numbers costs no memory."""
     trades = _table(output, "trades")
     gaps = _table(output, "gaps")
-    present: dict[str, set[int]] = {pid: set() for pid in sent}
-    rows = duplicated = reordered = 0
-    highest: dict[str, int] = {}
+    tracker = SequenceTracker(max_streams=max(len(sent), 1))
+    rows = 0
     if len(trades):
-        pids = np.char.decode(trades["producer_id"]) if trades["producer_id"].dtype.kind == "S" \
-            else trades["producer_id"]
+        pids = trades["producer_id"]
+        if pids.dtype.kind == "S":
+            pids = np.char.decode(pids)
         for pid, seq in zip(pids.tolist(), trades["seq"].tolist(), strict=True):
-            if pid not in present:
-                continue  # another run's producer: not part of this experiment
-            rows += 1
-            seen = present[pid]
-            if seq in seen:
-                duplicated += 1
-            seen.add(seq)
-            if seq < highest.get(pid, -1):
-                reordered += 1
-            highest[pid] = max(highest.get(pid, -1), seq)
-    delivered = sum(len(s & set(range(sent[p]))) for p, s in present.items())
-    reported: dict[str, set[int]] = {pid: set() for pid in sent}
+            if pid in sent:  # else another run's producer: not part of this experiment
+                rows += 1
+                tracker.observe(pid, TRADE_TOPIC, seq)
+    claimed: dict[str, list[Range]] = {pid: [] for pid in sent}
     for g in gaps:
         pid = _text(g["producer_id"])
-        if pid in reported and _text(g["topic"]) == TRADE_TOPIC:
-            reported[pid].update(range(int(g["first_missing_seq"]), int(g["last_missing_seq"]) + 1))
+        if pid in claimed and _text(g["topic"]) == TRADE_TOPIC:
+            claimed[pid].append((int(g["first_missing_seq"]), int(g["last_missing_seq"])))
+    lost = reported_lost = reported_but_present = 0
+    for pid, total in sent.items():
+        present = tracker.received_ranges(pid, TRADE_TOPIC)
+        lost += total - size(intersect(present, [(0, total - 1)]))
+        reported = union(claimed[pid])
+        reported_lost += size(reported)
+        reported_but_present += size(intersect(reported, present))
+    report = tracker.report()
     return Accounting(
         sent=sum(sent.values()),
         rows=rows,
-        delivered=delivered,
-        lost=sum(sent.values()) - delivered,
-        duplicated=duplicated,
-        reordered=reordered,
-        reported_lost=sum(len(s) for s in reported.values()),
-        reported_but_present=sum(len(reported[p] & present[p]) for p in sent),
+        delivered=sum(sent.values()) - lost,
+        lost=lost,
+        duplicated=report.duplicates,
+        reordered=report.reordered,
+        reported_lost=reported_lost,
+        reported_but_present=reported_but_present,
     )
 
 

@@ -268,7 +268,7 @@ def broker_restart(setup: Setup) -> ScenarioResult:
                     "record and committed offset (anything not yet consumed is gone); the "
                     "processor's position is past the new log's end and its topic comes back "
                     "with 4 partitions, so the subscriber reads the new log and the new "
-                    "partitions from their start (transports.kafka).")
+                    "partitions from their start (transports.kafka_core).")
     return result
 
 

@@ -59,7 +59,7 @@ from websockets.protocol import State
 
 from emulators.binance_depth import EmulatedDepth, is_depth_stream
 from producers.binance.synthetic import SUPPORTED_STREAM_TYPES, SyntheticMarket
-from producers.recording import read_recording
+from producers.runtime.recording import read_recording
 
 log = logging.getLogger("emulators.binance")
 
@@ -560,8 +560,10 @@ class BinanceEmulator:
         while any(c.queue.qsize() > MAX_BACKLOG_FLAT_OUT for c in self.clients):
             await asyncio.sleep(0.001)
 
-    def _recorded_frame(self, text: str) -> tuple[str, bytes | None]:
+    def _recorded_frame(self, text: str | bytes) -> tuple[str, bytes | None]:
         """(stream, bytes to send, or None for a recorded REST snapshot), time fields rebased."""
+        if isinstance(text, bytes):  # recorded as received because it is not UTF-8: as it was
+            return _stream_name(text.decode("utf-8", "replace")), text
         try:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError:

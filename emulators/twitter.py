@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from producers.recording import read_recording
+from producers.runtime.recording import read_recording
 from producers.twitter.schema import TweetRejected, decode_body
 from producers.twitter.synthetic import (
     SyntheticTweet,
@@ -237,7 +237,7 @@ class TwitterEmulator:
         added = 0
         for frame in read_recording(path):
             try:
-                body = decode_body(frame.raw.encode("utf-8"))
+                body = decode_body(frame.raw_bytes())
             except TweetRejected:
                 continue
             added += self.add_raw(body.tweets, body.users)

@@ -39,7 +39,6 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from producers.runtime.recording import read_recording
-from producers.twitter.schema import TweetRejected, decode_body
 from producers.twitter.synthetic import (
     SyntheticTweet,
     TweetGenerator,
@@ -55,6 +54,26 @@ STREAM_PATH = "/2/tweets/search/stream"
 RULES_PATH = "/2/tweets/search/stream/rules"
 SEARCH_FAULTS = ("malformed_json", "invalid_utf8", "bad_tweet", "status_503", "status_429")
 STREAM_FAULTS = ("stream_malformed_json", "stream_invalid_utf8", "stream_drop")
+
+
+def tweets_in_body(raw: bytes) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+    """The tweets and authors of one recorded search page or stream line; nothing for a body
+    that is not a JSON object. The emulator reads the API's shape itself instead of using the
+    producer's schema, so a bug in that schema cannot hide in what the emulator serves."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return [], {}
+    if not isinstance(obj, dict):
+        return [], {}
+    data = obj.get("data")
+    tweets = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+    includes = obj.get("includes")
+    listed = includes.get("users") if isinstance(includes, dict) else None
+    users = {
+        u["id"]: u for u in listed or () if isinstance(u, dict) and isinstance(u.get("id"), str)
+    }
+    return tweets, users
 
 
 def problem(status: int, title: str, detail: str | None = None) -> dict[str, Any]:
@@ -236,11 +255,8 @@ class TwitterEmulator:
         """Serve the tweets of a producer recording (search pages or stream lines)."""
         added = 0
         for frame in read_recording(path):
-            try:
-                body = decode_body(frame.raw_bytes())
-            except TweetRejected:
-                continue
-            added += self.add_raw(body.tweets, body.users)
+            tweets, users = tweets_in_body(frame.raw_bytes())
+            added += self.add_raw(tweets, users)
         return added
 
     def feed(self, rate: float) -> None:

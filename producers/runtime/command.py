@@ -57,7 +57,7 @@ def settings_for(source: Source) -> tuple[Setting, ...]:
         Setting("speed", 1.0, "replay pace: 1 = as recorded, N = N times faster, 0/max = flat "
                 "out", parse=parse_speed),
         Setting("rate", source.rate, source.rate_help, parse=non_negative_float),
-        Setting("seed", 1, "synthetic generator seed", parse=int),
+        Setting("seed", source.seed, "synthetic generator seed", parse=int),
         Setting("start_ms", 0, "synthetic first event time in ms (0 = now)",
                 parse=non_negative_int),
         Setting("duration", 0.0, "stop after this many seconds (0 = no limit)",

@@ -58,6 +58,8 @@ class Source:
     #: ``--rate``: its default and what it counts.
     rate: float = 0.0
     rate_help: str = "synthetic messages/s, paced in real time; 0 = as fast as possible"
+    #: ``--seed``: the generator's default seed (each source keeps the one its users know).
+    seed: int = 1
     description: str | None = None
     #: Checks settings every mode needs (``ValueError`` becomes a one-line error).
     check: Callable[[Config], None] | None = None

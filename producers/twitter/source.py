@@ -99,6 +99,7 @@ SOURCE = Source(
     synthetic=synthetic,
     live=live,
     rate=5.0,
+    seed=0,
     rate_help="synthetic tweets/s (Poisson arrivals), paced in real time; 0 = as fast as "
               "possible",
 )

@@ -38,13 +38,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from emulators.tweets import EmulatedTweet, TweetSource, select_fields, snowflake
 from producers.runtime.recording import read_recording
-from producers.twitter.synthetic import (
-    SyntheticTweet,
-    TweetGenerator,
-    select_fields,
-    snowflake,
-)
 
 log = logging.getLogger("emulators.twitter")
 
@@ -184,7 +179,7 @@ class TwitterEmulator:
         self.echo_token_on_401 = echo_token_on_401
         self.keepalive_s = keepalive_s
         self.store = TweetStore()
-        self.generator = TweetGenerator(
+        self.generator = TweetSource(
             seed=seed,
             start_ms=start_ms if start_ms is not None else time.time_ns() // 10**6 - 600_000,
         )
@@ -236,7 +231,7 @@ class TwitterEmulator:
         self.stop()
 
     # ---- feeding ---------------------------------------------------------------------------
-    def add_tweets(self, n: int) -> list[SyntheticTweet]:
+    def add_tweets(self, n: int) -> list[EmulatedTweet]:
         """Generate ``n`` tweets (ids increasing past everything stored) and store them."""
         items = self.generator.take(n)
         self.store.add(StoredTweet(int(i.tweet["id"]), i.tweet, i.user) for i in items)

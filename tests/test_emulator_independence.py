@@ -18,7 +18,6 @@ ALLOWED = {
     "producers.runtime.recording": "recording file format",
     # Exchange-shaped data generators (market and tweet models), not parsers or runtime.
     "producers.binance.synthetic": "synthetic market model",
-    "producers.twitter.synthetic": "synthetic tweet model",
 }
 
 

@@ -7,6 +7,8 @@ selection by ``tweet.fields``/``user.fields``/``expansions=author_id``, the prob
 bodies for 400/401/429/503, and ``x-rate-limit-limit/remaining/reset`` headers with a 429 once
 a window is used up. The stream is chunked newline-delimited JSON with ``\\r\\n`` keep-alives.
 
+Tweets come from ``emulators.tweets``, the emulator's own model (no producer code).
+
 Not emulated: the query language. Every stored tweet matches every query and every stream
 rule (the feed *is* the matching set); a missing or empty query is still a 400 like the API.
 

@@ -16,8 +16,6 @@ EMULATORS = Path(__file__).resolve().parent.parent / "emulators"
 ALLOWED = {
     # The recording file format (one module); moves to the bottom package core/recording.py.
     "producers.runtime.recording": "recording file format",
-    # Exchange-shaped data generators (market and tweet models), not parsers or runtime.
-    "producers.binance.synthetic": "synthetic market model",
 }
 
 

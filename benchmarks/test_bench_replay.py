@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 
 from harness.dead_letters import DeadLetters
-from producers.binance.service import BinancePipeline, run_frames
+from producers.binance.schema import BinanceDecoder
 from producers.binance.synthetic import SyntheticMarket
-from producers.recording import RecordingWriter, paced, read_recording
-from producers.run_control import StopAfter
+from producers.runtime.pacing import replayed_at_speed
+from producers.runtime.producer import CHECK_EVERY, Producer, drive
+from producers.runtime.recording import RecordingWriter, read_recording
+from producers.runtime.stop import StopAfter
 from transports import open_transport
 
 N = 200_000
@@ -69,13 +71,13 @@ def replay_once(recording: Path, preload: bool) -> tuple[float, str]:
         assert consumer.stdout is not None
         assert consumer.stdout.readline().strip() == "ready"
         frames = list(read_recording(recording)) if preload else read_recording(recording)
-        pipe = BinancePipeline(publisher, DeadLetters("bench"))
+        pipe = Producer(publisher, BinanceDecoder(), DeadLetters("bench"))
         start = time.perf_counter()
-        run_frames(pipe, paced(iter(frames), 0.0), StopAfter())
+        drive(pipe, replayed_at_speed(frames, 0.0), StopAfter(), check_every=CHECK_EVERY)
         elapsed = time.perf_counter() - start
         publisher.close()
         out, _ = consumer.communicate(timeout=60)
-    assert pipe.counters.published == N
+    assert pipe.published == N
     received = out.split()
     assert int(received[0]) == N, out
     return N / elapsed, out.strip()

@@ -10,7 +10,8 @@ request: ..."}``, ``{"code":3,"msg":"Invalid JSON: ..."}``); more than 5 incomin
 second closes the connection, like the exchange. Server pings every ``ping_interval`` s (20 on
 Binance); a client that does not pong within ``ping_timeout`` is disconnected.
 
-Like an exchange, one market feeds every connection: two connections subscribed to the same
+Like an exchange, one market (``emulators.market``, the emulator's own model, sharing no code
+with the producer it checks) feeds every connection: two connections subscribed to the same
 stream receive byte-identical frames (what the producer's overlap de-duplication relies on).
 Unlike Binance, unknown symbols are refused (HTTP 400 in the URL, code 2 in SUBSCRIBE) so a
 typo is visible at once; Binance silently sends nothing for them.
@@ -58,15 +59,14 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from emulators.binance_depth import EmulatedDepth, is_depth_stream
-from producers.binance.synthetic import SUPPORTED_STREAM_TYPES, SyntheticMarket
-from producers.recording import read_recording
+from emulators.market import STREAM_TYPES as MARKET_STREAM_TYPES
+from emulators.market import EmulatedMarket
+from producers.runtime.recording import read_recording
 
 log = logging.getLogger("emulators.binance")
 
 CONTROL_MESSAGES_PER_S = 5
 MAX_STREAMS = 1024
-#: What the synthetic market generates; depth streams come from the emulator's own books.
-MARKET_STREAM_TYPES = tuple(t for t in SUPPORTED_STREAM_TYPES if not t.startswith("depth"))
 DEPTH_TICK_S = 0.1
 #: Frames a client may have queued before a flat-out replay waits for it.
 MAX_BACKLOG_FLAT_OUT = 1000
@@ -487,23 +487,18 @@ class BinanceEmulator:
 
     async def _feed(self) -> None:
         """Pace the synthetic market in real time and route each frame to subscribed clients."""
-        market = SyntheticMarket(
-            list(self.symbols),
-            list(MARKET_STREAM_TYPES),
-            seed=self.seed,
-            start_ms=time.time_ns() // 1_000_000,
-            rate=self.rate,
-        )
+        market = EmulatedMarket(self.symbols, seed=self.seed,
+                                start_ms=time.time_ns() // 1_000_000, rate=self.rate)
         loop = asyncio.get_running_loop()
         start = loop.time()
         first: int | None = None
-        for frame in market.frames():
+        for at_ns, raw in market.frames():
             if first is None:
-                first = frame.recv_ns
-            delay = start + (frame.recv_ns - first) / 1e9 - loop.time()
+                first = at_ns
+            delay = start + (at_ns - first) / 1e9 - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            self._route(frame.raw)
+            self._route(raw)
 
     async def _feed_depth(self) -> None:
         """Move the books every 100 ms; a diff or partial frame goes to whoever wants it."""
@@ -560,8 +555,10 @@ class BinanceEmulator:
         while any(c.queue.qsize() > MAX_BACKLOG_FLAT_OUT for c in self.clients):
             await asyncio.sleep(0.001)
 
-    def _recorded_frame(self, text: str) -> tuple[str, bytes | None]:
+    def _recorded_frame(self, text: str | bytes) -> tuple[str, bytes | None]:
         """(stream, bytes to send, or None for a recorded REST snapshot), time fields rebased."""
+        if isinstance(text, bytes):  # recorded as received because it is not UTF-8: as it was
+            return _stream_name(text.decode("utf-8", "replace")), text
         try:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError:

@@ -7,6 +7,8 @@ selection by ``tweet.fields``/``user.fields``/``expansions=author_id``, the prob
 bodies for 400/401/429/503, and ``x-rate-limit-limit/remaining/reset`` headers with a 429 once
 a window is used up. The stream is chunked newline-delimited JSON with ``\\r\\n`` keep-alives.
 
+Tweets come from ``emulators.tweets``, the emulator's own model (no producer code).
+
 Not emulated: the query language. Every stored tweet matches every query and every stream
 rule (the feed *is* the matching set); a missing or empty query is still a 400 like the API.
 
@@ -38,14 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from producers.recording import read_recording
-from producers.twitter.schema import TweetRejected, decode_body
-from producers.twitter.synthetic import (
-    SyntheticTweet,
-    TweetGenerator,
-    select_fields,
-    snowflake,
-)
+from emulators.tweets import EmulatedTweet, TweetSource, select_fields, snowflake
+from producers.runtime.recording import read_recording
 
 log = logging.getLogger("emulators.twitter")
 
@@ -55,6 +51,26 @@ STREAM_PATH = "/2/tweets/search/stream"
 RULES_PATH = "/2/tweets/search/stream/rules"
 SEARCH_FAULTS = ("malformed_json", "invalid_utf8", "bad_tweet", "status_503", "status_429")
 STREAM_FAULTS = ("stream_malformed_json", "stream_invalid_utf8", "stream_drop")
+
+
+def tweets_in_body(raw: bytes) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+    """The tweets and authors of one recorded search page or stream line; nothing for a body
+    that is not a JSON object. The emulator reads the API's shape itself instead of using the
+    producer's schema, so a bug in that schema cannot hide in what the emulator serves."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return [], {}
+    if not isinstance(obj, dict):
+        return [], {}
+    data = obj.get("data")
+    tweets = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+    includes = obj.get("includes")
+    listed = includes.get("users") if isinstance(includes, dict) else None
+    users = {
+        u["id"]: u for u in listed or () if isinstance(u, dict) and isinstance(u.get("id"), str)
+    }
+    return tweets, users
 
 
 def problem(status: int, title: str, detail: str | None = None) -> dict[str, Any]:
@@ -165,7 +181,7 @@ class TwitterEmulator:
         self.echo_token_on_401 = echo_token_on_401
         self.keepalive_s = keepalive_s
         self.store = TweetStore()
-        self.generator = TweetGenerator(
+        self.generator = TweetSource(
             seed=seed,
             start_ms=start_ms if start_ms is not None else time.time_ns() // 10**6 - 600_000,
         )
@@ -217,7 +233,7 @@ class TwitterEmulator:
         self.stop()
 
     # ---- feeding ---------------------------------------------------------------------------
-    def add_tweets(self, n: int) -> list[SyntheticTweet]:
+    def add_tweets(self, n: int) -> list[EmulatedTweet]:
         """Generate ``n`` tweets (ids increasing past everything stored) and store them."""
         items = self.generator.take(n)
         self.store.add(StoredTweet(int(i.tweet["id"]), i.tweet, i.user) for i in items)
@@ -236,11 +252,8 @@ class TwitterEmulator:
         """Serve the tweets of a producer recording (search pages or stream lines)."""
         added = 0
         for frame in read_recording(path):
-            try:
-                body = decode_body(frame.raw.encode("utf-8"))
-            except TweetRejected:
-                continue
-            added += self.add_raw(body.tweets, body.users)
+            tweets, users = tweets_in_body(frame.raw_bytes())
+            added += self.add_raw(tweets, users)
         return added
 
     def feed(self, rate: float) -> None:

@@ -1,7 +1,12 @@
-"""Shared helpers for the Binance producer tests: an in-memory Publisher (the real base class)."""
+"""Shared helpers for the Binance producer tests: an in-memory Publisher (the real base class)
+and the producer runtime's loop around the Binance decoder."""
 
 from __future__ import annotations
 
+from harness.dead_letters import DeadLetters
+from producers.binance.schema import BinanceDecoder
+from producers.runtime.producer import Producer
+from producers.runtime.recording import RecordingWriter
 from transports.base import DEFAULT_MAX_MESSAGE_BYTES, Envelope, Headers, Publisher
 
 
@@ -33,3 +38,14 @@ class CollectingPublisher(Publisher):
 
     def _close(self, timeout: float) -> None:
         pass
+
+
+def binance_producer(
+    publisher: Publisher,
+    dead: DeadLetters | None = None,
+    recorder: RecordingWriter | None = None,
+    limit: int | None = None,
+) -> Producer:
+    """What ``harness produce binance`` runs, minus settings and transport."""
+    return Producer(publisher, BinanceDecoder(), dead or DeadLetters("binance-producer"),
+                    recorder=recorder, limit=limit)

@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
-from test_binance_helpers import CollectingPublisher
+from test_binance_helpers import CollectingPublisher, binance_producer
 
 from emulators.binance import BinanceEmulator
 from harness.dead_letters import DeadLetters
 from producers.binance.live import BinanceLiveClient, BinanceRequestError, LiveConfig
-from producers.binance.service import BinancePipeline, run_live
-from producers.run_control import StopAfter
+from producers.binance.schema import BinanceDecoder
+from producers.runtime.producer import Producer, drive_async
+from producers.runtime.stop import StopAfter
 
 STREAMS = ["btcusdt@trade", "ethusdt@trade"]
 
@@ -31,7 +32,8 @@ class Running:
         self.emu, self.client = emu, client
         self.pub = CollectingPublisher()
         self.dead = DeadLetters("binance-producer")
-        self.pipe = BinancePipeline(self.pub, self.dead)
+        self.decoder = BinanceDecoder()
+        self.pipe = Producer(self.pub, self.decoder, self.dead)
         self.stop = StopAfter()
 
     def trade_ids(self) -> dict[bytes, list[int]]:
@@ -48,8 +50,8 @@ class Running:
             await asyncio.sleep(0.02)
 
     async def published_more(self, n: int) -> None:
-        target = self.pipe.counters.published + n
-        await self.until(lambda: self.pipe.counters.published >= target)
+        target = self.pipe.published + n
+        await self.until(lambda: self.pipe.published >= target)
 
 
 @contextlib.asynccontextmanager
@@ -68,7 +70,7 @@ async def running(
         config = LiveConfig(endpoint=emu.url, **settings)  # type: ignore[arg-type]
         client = BinanceLiveClient(streams, config)
         r = Running(emu, client)
-        task = asyncio.create_task(run_live(r.pipe, client, r.stop))
+        task = asyncio.create_task(drive_async(r.pipe, client.frames(), r.stop))
         try:
             yield r
         finally:
@@ -102,7 +104,7 @@ async def test_server_shutdown_reconnects_without_gap() -> None:
         await r.until(lambda: r.client.stats.server_shutdowns == 1)
         await r.until(lambda: r.emu.stats.open_connections == 1 and r.emu.stats.connections == 2)
         await r.published_more(100)
-    assert r.pipe.counters.server_shutdowns == 1
+    assert r.decoder.server_shutdowns == 1
     assert_consecutive(r.trade_ids())
 
 
@@ -158,9 +160,9 @@ async def test_runtime_subscribe_and_list() -> None:
 async def test_unknown_symbol_is_a_fatal_request_error() -> None:
     async with BinanceEmulator(rate=10) as emu:
         client = BinanceLiveClient(["nosuchcoin@trade"], LiveConfig(endpoint=emu.url))
-        pipe = BinancePipeline(CollectingPublisher(), DeadLetters("t"))
+        pipe = binance_producer(CollectingPublisher(), DeadLetters("t"))
         with pytest.raises(BinanceRequestError, match="HTTP 400"):
-            await asyncio.wait_for(run_live(pipe, client, StopAfter()), 10)
+            await asyncio.wait_for(drive_async(pipe, client.frames(), StopAfter()), 10)
 
 
 async def test_streams_are_sharded_across_connections() -> None:

@@ -1,4 +1,5 @@
-"""The producer loop: publish contract, dead letters, record -> replay, synthetic determinism."""
+"""The Binance source on the producer runtime: publish contract, dead letters, record -> replay,
+synthetic determinism."""
 
 from __future__ import annotations
 
@@ -8,28 +9,30 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
-from test_binance_helpers import CollectingPublisher
+from test_binance_helpers import CollectingPublisher, binance_producer
 
 from harness.dead_letters import DeadLetters, JsonlDeadLetterStore, read_jsonl_dead_letters
-from producers.binance.service import BinancePipeline, run_frames
 from producers.binance.synthetic import SyntheticMarket
-from producers.recording import RecordedFrame, RecordingWriter, paced, read_recording
-from producers.run_control import StopAfter
+from producers.runtime.frames import Frame
+from producers.runtime.pacing import replayed_at_speed
+from producers.runtime.producer import CHECK_EVERY, drive
+from producers.runtime.recording import RecordingWriter, read_recording
+from producers.runtime.stop import StopAfter
 
 START_MS = 1_723_456_789_000
 
 
-def market_frames(n: int, seed: int = 7, types: list[str] | None = None) -> list[RecordedFrame]:
+def market_frames(n: int, seed: int = 7, types: list[str] | None = None) -> list[Frame]:
     market = SyntheticMarket(["btcusdt", "ethusdt"], types or ["trade", "bookTicker"], seed=seed)
     return list(itertools.islice(market.frames(), n))
 
 
 def test_publish_contract_topic_key_value_times_headers() -> None:
     pub = CollectingPublisher()
-    pipe = BinancePipeline(pub, DeadLetters("t"))
+    pipe = binance_producer(pub)
     frames = market_frames(2000)
-    run_frames(pipe, frames, StopAfter())
-    assert pipe.counters.published == 2000 == len(pub.messages)
+    drive(pipe, frames, StopAfter(), check_every=CHECK_EVERY)
+    assert pipe.published == 2000 == len(pub.messages)
     for f, env in zip(frames, pub.messages, strict=True):
         data = orjson.loads(f.raw)["data"]
         assert orjson.loads(env.value) == data
@@ -50,7 +53,7 @@ def test_bad_frames_dead_lettered_while_good_ones_flow(tmp_path: Path) -> None:
     store = JsonlDeadLetterStore(tmp_path / "dl.jsonl.gz")
     dead = DeadLetters("binance-producer", store.write)
     pub = CollectingPublisher(max_message_bytes=125)
-    pipe = BinancePipeline(pub, dead)
+    pipe = binance_producer(pub, dead)
     good = market_frames(200, types=["trade"])
     bad: list[bytes | str] = [
         b"{not json",
@@ -59,19 +62,19 @@ def test_bad_frames_dead_lettered_while_good_ones_flow(tmp_path: Path) -> None:
         '{"stream":"btcusdt@avgPrice","data":{"e":"avgPrice","E":1,"s":"BTCUSDT"}}',
     ]
     for i, f in enumerate(good):
-        pipe.handle(f.raw, f.recv_ns)
+        pipe.handle(f)
         if i % 50 == 0:
-            pipe.handle(bad[i // 50], f.recv_ns)
+            pipe.handle(Frame(f.recv_ns, bad[i // 50]))
     store.close()
-    kinds = dict(pipe.counters.rejected_by_kind)
+    kinds = dict(dead.counts)
     assert kinds.pop("malformed_json") == 1 and kinds.pop("invalid_utf8") == 1
     assert kinds.pop("missing_field") == 1 and kinds.pop("unknown_event") == 1
-    # values over the publisher's limit (150 B here) are dead-lettered as too_large, not raised
-    assert set(kinds) <= {"too_large"}
-    assert pipe.counters.published + kinds.get("too_large", 0) == 200
+    # values over the publisher's limit (125 B here) are dead-lettered, not raised
+    assert set(kinds) <= {"too_large_for_transport"}
+    assert pipe.published + kinds.get("too_large_for_transport", 0) == 200
     letters = read_jsonl_dead_letters(tmp_path / "dl.jsonl.gz")
-    assert len(letters) == pipe.counters.rejected
-    assert kinds.get("too_large", 0) > 0  # the limit is tight enough to hit some trades
+    assert len(letters) == dead.total
+    assert kinds.get("too_large_for_transport", 0) > 0  # tight enough to hit some trades
     by_kind = {letter.kind: letter for letter in letters}
     assert by_kind["malformed_json"].raw == b"{not json"
     assert by_kind["invalid_utf8"].raw == bad[1]  # invalid UTF-8 kept byte-exact
@@ -80,17 +83,21 @@ def test_bad_frames_dead_lettered_while_good_ones_flow(tmp_path: Path) -> None:
 def test_record_then_replay_round_trips_byte_exact(tmp_path: Path) -> None:
     frames = market_frames(3000, types=["trade", "aggTrade", "kline_1m", "ticker", "bookTicker"])
     rec = tmp_path / "rec.jsonl.gz"
-    live_pub = CollectingPublisher()
+    live_pub, live_dead = CollectingPublisher(), DeadLetters("t")
     with RecordingWriter(rec) as writer:
-        pipe = BinancePipeline(live_pub, DeadLetters("t"), recorder=writer)
+        pipe = binance_producer(live_pub, live_dead, recorder=writer)
         for f in frames:
-            pipe.handle(f.raw.encode(), f.recv_ns)  # live frames arrive as bytes
-        pipe.handle(b"{broken", frames[-1].recv_ns)
-    assert [r.raw for r in read_recording(rec)][:-1] == [f.raw for f in frames]
-    replay_pub = CollectingPublisher()
-    replay = BinancePipeline(replay_pub, DeadLetters("t"))
-    run_frames(replay, paced(read_recording(rec), 0.0), StopAfter())
-    assert replay.counters.rejected_by_kind == {"malformed_json": 1}
+            pipe.handle(Frame(f.recv_ns, f.raw.encode()))  # live frames arrive as bytes
+        pipe.handle(Frame(frames[-1].recv_ns, b"{broken"))
+        pipe.handle(Frame(frames[-1].recv_ns, b'{"stream":"btcusdt@trade","data":"\xff"}'))
+    assert [r.raw for r in read_recording(rec)][:-2] == [f.raw for f in frames]
+    replay_pub, replay_dead = CollectingPublisher(), DeadLetters("t")
+    replay = binance_producer(replay_pub, replay_dead)
+    drive(replay, replayed_at_speed(read_recording(rec), 0.0), StopAfter())
+    assert replay_dead.counts == live_dead.counts == {"malformed_json": 1, "invalid_utf8": 1}
+    # not UTF-8: kept byte for byte in the recording, and in the dead letters of both runs
+    assert replay_dead.kept[-1].raw == live_dead.kept[-1].raw == (
+        b'{"stream":"btcusdt@trade","data":"\xff"}')
 
     def view(pub: CollectingPublisher) -> list[tuple[object, ...]]:
         return [(e.topic, e.key, e.value, e.headers, e.event_time_ns, e.seq) for e in pub.messages]
@@ -100,10 +107,11 @@ def test_record_then_replay_round_trips_byte_exact(tmp_path: Path) -> None:
 
 def test_max_messages_stops_exactly() -> None:
     pub = CollectingPublisher()
-    pipe = BinancePipeline(pub, DeadLetters("t"))
+    stop = StopAfter(max_messages=1234)
+    pipe = binance_producer(pub, limit=1234)
     market = SyntheticMarket(["btcusdt"], seed=1)
-    run_frames(pipe, market.frames(), StopAfter(max_messages=1234))
-    assert pipe.counters.published == 1234
+    drive(pipe, market.frames(), stop, check_every=CHECK_EVERY)
+    assert pipe.published == 1234 == len(pub.messages) and stop.event.is_set()
 
 
 def test_synthetic_is_deterministic_under_a_seed() -> None:

@@ -35,8 +35,8 @@ from harness.settings import (
     resolve,
 )
 from processors.command import settings_for
-from producers.binance import command as binance_command
-from producers.twitter import command as twitter_command
+from producers.runtime import command as produce
+from producers.runtime.source import discover
 from transports import open_transport
 from transports.base import TransportOptionError
 
@@ -45,8 +45,7 @@ HARNESS = [sys.executable, "-m", "harness.cli"]
 COMMANDS: dict[tuple[str, ...], list[Setting]] = {
     ("run",): list(run.SETTINGS),
     ("demo",): list(demo.DEMO_SETTINGS),
-    ("produce", "binance"): list(binance_command.SETTINGS),
-    ("produce", "twitter"): list(twitter_command.SETTINGS),
+    **{("produce", source.name): list(produce.settings_for(source)) for source in discover()},
     ("process", "candles"): settings_for("candles"),
     ("process", "sentiment"): settings_for("sentiment"),
     ("chaos",): list(chaos.SETTINGS),

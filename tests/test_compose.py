@@ -148,7 +148,7 @@ def test_kafka_broker_is_pinned_healthchecked_and_topics_cover_what_producers_pu
     producer = services["binance-producer"]["command"]
     streams = producer[producer.index("--streams") + 1].split(",")
     published = {TOPIC_BY_EVENT[event_for_stream_type(s)] for s in streams}
-    from producers.twitter.service import TOPIC as TWITTER_TOPIC
+    from producers.twitter.schema import TOPIC as TWITTER_TOPIC
 
     assert published | {TWITTER_TOPIC} <= created
     for name in APP_SERVICES:

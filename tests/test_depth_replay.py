@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from emulators.binance import emulator_thread
-from producers.recording import read_recording
+from producers.runtime.recording import read_recording
 from sinks.hdf5_reader import open_snapshot
 from transports.brokers import free_tcp_port
 

@@ -14,7 +14,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 from emulators.binance import BinanceEmulator
-from producers.recording import RecordingWriter
+from producers.runtime.recording import RecordingWriter
 
 OLD_MS = 1_700_000_000_000  # November 2023
 

@@ -66,18 +66,19 @@ from processors.depth_parsing import decode_depth
 from processors.sentiment import decode_tweet
 from processors.trade_parsing import DecodeError, decode_ticker, decode_trade
 from producers.binance.schema import (
+    BinanceDecoder,
     ControlReply,
     MarketEvent,
     ServerShutdown,
     ValidationError,
     parse_frame,
 )
-from producers.binance.service import BinancePipeline
 from producers.binance.synthetic import SUPPORTED_STREAM_TYPES, SyntheticMarket
 from producers.binance.topics import ALL_TOPICS
-from producers.twitter.schema import Frame, TweetRejected, check_tweet, decode_body
-from producers.twitter.service import TOPIC as TWEET_TOPIC
-from producers.twitter.service import TweetPipeline
+from producers.runtime.frames import Frame
+from producers.runtime.producer import Producer
+from producers.twitter.schema import TOPIC as TWEET_TOPIC
+from producers.twitter.schema import TweetDecoder, TweetRejected, check_tweet, decode_body
 from producers.twitter.synthetic import TweetGenerator
 from transports import Subscriber, open_transport
 
@@ -387,17 +388,18 @@ def test_binance_pipeline_publishes_or_dead_letters_every_frame(
 ) -> None:
     publisher, sub = inproc_link
     dead = DeadLetters("fuzz")
-    pipeline = BinancePipeline(publisher, dead)
+    decoder = BinanceDecoder()
+    pipeline = Producer(publisher, decoder, dead)
     for raw, _ in cases:
-        pipeline.handle(raw, RECV_MS * 1_000_000)
-    c = pipeline.counters
-    assert c.received == len(cases)
-    assert c.published + dead.total + c.control_replies + c.server_shutdowns == len(cases)
-    assert set(dead.counts) <= BINANCE_KINDS | {"too_large"}
+        pipeline.handle(Frame(RECV_MS * 1_000_000, raw))
+    assert pipeline.received == len(cases)
+    assert pipeline.published + dead.total + decoder.control_replies + decoder.server_shutdowns \
+        == len(cases)
+    assert set(dead.counts) <= BINANCE_KINDS | {"too_large_for_transport"}
     assert [letter.raw for letter in dead.kept] == [
         raw for raw, _ in cases if raw in {letter.raw for letter in dead.kept}
     ]
-    assert _drain(sub) == c.published
+    assert _drain(sub) == pipeline.published
 
 
 def _valid_tweets() -> list[dict[str, Any]]:
@@ -449,7 +451,7 @@ def test_tweet_bodies_are_published_or_dead_lettered_never_raise(
 ) -> None:
     publisher, sub = inproc_link
     dead = DeadLetters("fuzz")
-    pipeline = TweetPipeline(publisher, dead)
+    pipeline = Producer(publisher, TweetDecoder(dead), dead)
     published = pipeline.handle(Frame(0, raw))
     assert set(dead.counts) <= TWEET_KINDS
     assert _drain(sub) == published

@@ -27,7 +27,7 @@ import zmq
 
 from harness.pipeline import row_counts
 from producers.binance.synthetic import SyntheticMarket
-from producers.recording import RecordingWriter
+from producers.runtime.recording import RecordingWriter
 from transports.base import END_HEADER
 from transports.brokers import free_tcp_port
 from transports.framing import encode_frame
@@ -248,8 +248,7 @@ def _recording_with_junk(path: Path, junk: int) -> int:
     with RecordingWriter(path) as rec:
         for i in range(2000):
             frame = next(frames)
-            rec.write(frame.raw if isinstance(frame.raw, str) else frame.raw.decode(),
-                      frame.recv_ns)
+            rec.write(frame.raw, frame.recv_ns)
             if i % (2000 // junk) == 0:
                 rec.write('{"stream": "btcusdt@trade", "data": {"e": "trade", "p": "1_000"}}')
     return junk

@@ -8,14 +8,14 @@ import time
 
 import orjson
 import pytest
-from test_twitter_support import ListPublisher, ids_of
+from test_twitter_support import ListPublisher, ids_of, tweet_producer
 
 from emulators.twitter import TwitterEmulator
 from harness.dead_letters import DeadLetters
 from harness.errors import UserError
-from producers.run_control import StopAfter
+from producers.runtime.producer import drive
+from producers.runtime.stop import StopAfter
 from producers.twitter.live import ApiCaller, ApiCounters, FilteredStream, SearchPoller, make_client
-from producers.twitter.service import TweetPipeline, run
 from producers.twitter.synthetic import DEFAULT_TWEET_FIELDS, DEFAULT_USER_FIELDS
 
 TOKEN = "test-token-7f3a9c-never-print-me"
@@ -39,7 +39,7 @@ def test_since_id_paging_publishes_each_tweet_once_across_polls(emu: TwitterEmul
     stop = StopAfter()
     p = poller(emu, stop, first_poll_pages=5)
     pub = ListPublisher()
-    pipeline = TweetPipeline(pub, DeadLetters("test"))
+    pipeline, decoder = tweet_producer(pub, DeadLetters("test"))
     frames = p.frames()
     later: list = []
 
@@ -57,13 +57,13 @@ def test_since_id_paging_publishes_each_tweet_once_across_polls(emu: TwitterEmul
 
     t = threading.Thread(target=feed_then_stop)
     t.start()
-    run(frames, pipeline, stop)
+    drive(pipeline, frames, stop)
     t.join()
     expected = sorted(int(i.tweet["id"]) for i in first + later)
     got = [int(i) for i in ids_of(pub)]
     assert sorted(got) == expected
     assert len(got) == len(set(got))  # exactly once
-    assert pipeline.counters.duplicates == 0  # since_id did the work, not the de-dup set
+    assert decoder.duplicates == 0  # since_id did the work, not the de-dup set
     since_ids = [q["since_id"][0] for m, path, q in emu.requests if "since_id" in q]
     assert since_ids, "later polls must send since_id"
     # Tweets carry their API fields, the author, the event time and the receive time.
@@ -85,7 +85,7 @@ def test_pagination_follows_next_token_within_one_poll(emu: TwitterEmulator) -> 
     tokens = [q.get("next_token") for _, path, q in emu.requests if path.endswith("recent")]
     assert tokens[0] is None and all(tokens[1:4])
     pub = ListPublisher()
-    pipeline = TweetPipeline(pub, DeadLetters("test"))
+    pipeline, _ = tweet_producer(pub, DeadLetters("test"))
     for f in frames:
         pipeline.handle(f)
     assert len(set(ids_of(pub))) == 35
@@ -159,7 +159,7 @@ def test_bad_bodies_and_tweets_dead_lettered_while_good_ones_flow(emu: TwitterEm
     p = poller(emu, stop, first_poll_pages=10)
     pub = ListPublisher()
     dead = DeadLetters("test")
-    pipeline = TweetPipeline(pub, dead)
+    pipeline, _ = tweet_producer(pub, dead)
     frames = p.frames()
     deadline = time.monotonic() + 20
     for f in frames:
@@ -181,7 +181,7 @@ def test_stream_mode_receives_tweets_and_reconnects(emu: TwitterEmulator) -> Non
                             tweet_fields=DEFAULT_TWEET_FIELDS, user_fields=DEFAULT_USER_FIELDS)
     pub = ListPublisher()
     dead = DeadLetters("test")
-    pipeline = TweetPipeline(pub, dead)
+    pipeline, _ = tweet_producer(pub, dead)
     sent: list = []
 
     def wait_published(n: int) -> None:
@@ -207,7 +207,7 @@ def test_stream_mode_receives_tweets_and_reconnects(emu: TwitterEmulator) -> Non
 
     t = threading.Thread(target=feed)
     t.start()
-    run(stream.frames(), pipeline, stop)
+    drive(pipeline, stream.frames(), stop)
     t.join()
     assert [r["value"] for r in emu.rules.values()] == ["bitcoin"]
     assert emu.stream_connections == 2

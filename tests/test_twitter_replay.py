@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from test_twitter_support import ListPublisher
+from test_twitter_support import ListPublisher, tweet_producer
 
 from emulators.twitter import TwitterEmulator
 from harness.dead_letters import DeadLetters
-from producers.recording import RecordingWriter, read_recording
-from producers.run_control import StopAfter
-from producers.twitter.command import replay_frames
+from producers.runtime.pacing import replayed_at_speed
+from producers.runtime.producer import drive
+from producers.runtime.recording import RecordingWriter, open_recording, read_recording
+from producers.runtime.stop import StopAfter
 from producers.twitter.live import ApiCaller, ApiCounters, SearchPoller, make_client
-from producers.twitter.service import TweetPipeline, run
 from producers.twitter.synthetic import DEFAULT_TWEET_FIELDS, DEFAULT_USER_FIELDS
 
 TOKEN = "replay-test-token"
@@ -36,7 +36,7 @@ def test_record_then_replay_is_byte_exact(tmp_path: Path) -> None:
                               tweet_fields=DEFAULT_TWEET_FIELDS, user_fields=DEFAULT_USER_FIELDS,
                               max_results=10, interval_s=0.05, first_poll_pages=10)
         with RecordingWriter(path) as recorder:
-            pipeline = TweetPipeline(live_pub, live_dead, recorder=recorder)
+            pipeline, _ = tweet_producer(live_pub, live_dead, recorder=recorder)
             frames = poller.frames()
             for frame in frames:
                 pipeline.handle(frame)
@@ -48,12 +48,13 @@ def test_record_then_replay_is_byte_exact(tmp_path: Path) -> None:
     assert len(live_pub.sent) == 41
     assert live_dead.counts == {"malformed_json": 1, "missing_field": 1}
     recorded = list(read_recording(path))
-    assert len(recorded) == pipeline.counters.frames
+    assert len(recorded) == pipeline.received
 
     replay_pub = ListPublisher()
     replay_dead = DeadLetters("replay")
     t0 = time.monotonic()
-    run(replay_frames(path, speed=0), TweetPipeline(replay_pub, replay_dead), StopAfter())
+    replay, _ = tweet_producer(replay_pub, replay_dead)
+    drive(replay, replayed_at_speed(open_recording(path), 0), StopAfter())
     assert time.monotonic() - t0 < 10
     assert _wire(replay_pub) == _wire(live_pub)
     assert replay_dead.counts == live_dead.counts
@@ -67,7 +68,8 @@ def test_replay_paces_at_recorded_speed(tmp_path: Path) -> None:
             rec.write((body % (i + 1)).decode(), recv_ns=1_000_000_000 + i * 100_000_000)
     pub = ListPublisher()
     t0 = time.monotonic()
-    run(replay_frames(path, speed=2.0), TweetPipeline(pub, DeadLetters("t")), StopAfter())
+    stop = StopAfter()
+    drive(tweet_producer(pub)[0], replayed_at_speed(open_recording(path), 2.0, stop), stop)
     elapsed = time.monotonic() - t0
     assert len(pub.sent) == 5
     assert elapsed >= 0.19  # 0.4 s of recording at 2x

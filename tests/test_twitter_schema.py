@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from test_twitter_support import ListPublisher
+from test_twitter_support import ListPublisher, tweet_producer
 
 from harness.dead_letters import DeadLetters
+from producers.runtime.frames import Frame
 from producers.twitter.schema import (
-    Frame,
     TweetRejected,
     check_tweet,
     created_at_ns,
     decode_body,
     encode_tweet,
 )
-from producers.twitter.service import TweetPipeline
 
 GOOD = {"id": "1820000000000000000", "text": "$BTC up", "created_at": "2024-08-01T12:00:00.123Z",
         "author_id": "42", "lang": "en"}
@@ -80,7 +79,7 @@ def test_pipeline_dead_letters_bad_tweet_and_publishes_neighbours_oldest_first()
     body = orjson.dumps({"data": [newer, bad, GOOD], "meta": {"result_count": 3}})
     pub = ListPublisher()
     dead = DeadLetters("test")
-    pipeline = TweetPipeline(pub, dead)
+    pipeline, decoder = tweet_producer(pub, dead)
     assert pipeline.handle(Frame(5, body)) == 2
     assert [e.key for e in pub.sent] == [GOOD["id"].encode(), newer["id"].encode()]
     assert dead.counts == {"wrong_type": 1}
@@ -88,15 +87,16 @@ def test_pipeline_dead_letters_bad_tweet_and_publishes_neighbours_oldest_first()
     assert pub.sent[0].header("recv_ns") == b"5"
     # The same body again: nothing new, counted as duplicates (defensive de-dup by id).
     assert pipeline.handle(Frame(6, body)) == 0
-    assert pipeline.counters.duplicates == 2
+    assert decoder.duplicates == 2
 
 
 def test_pipeline_respects_budget_and_transport_size_limit() -> None:
     tweets = [{**GOOD, "id": str(1820000000000000000 + i)} for i in range(10)]
     pub = ListPublisher(max_message_bytes=10_000)
-    pipeline = TweetPipeline(pub, DeadLetters("test"))
-    assert pipeline.handle(Frame(1, orjson.dumps({"data": tweets})), budget=4) == 4
+    pipeline, _ = tweet_producer(pub, limit=4)
+    assert pipeline.handle(Frame(1, orjson.dumps({"data": tweets}))) == 4
+    assert pipeline.handle(Frame(2, orjson.dumps({"data": tweets}))) == 0  # the limit holds
     small = ListPublisher(max_message_bytes=50)
     dead = DeadLetters("test")
-    TweetPipeline(small, dead).handle(Frame(1, orjson.dumps({"data": tweets[:1]})))
+    tweet_producer(small, dead)[0].handle(Frame(1, orjson.dumps({"data": tweets[:1]})))
     assert dead.counts == {"too_large_for_transport": 1}

@@ -1,7 +1,12 @@
-"""Helpers shared by the Twitter tests (no tests here): an in-memory Publisher."""
+"""Helpers shared by the Twitter tests (no tests here): an in-memory Publisher and the
+producer runtime's loop around the tweet decoder."""
 
 from __future__ import annotations
 
+from harness.dead_letters import DeadLetters
+from producers.runtime.producer import Producer
+from producers.runtime.recording import RecordingWriter
+from producers.twitter.schema import TweetDecoder
 from transports.base import Envelope, Headers, Publisher
 
 
@@ -26,3 +31,16 @@ class ListPublisher(Publisher):
 
 def ids_of(pub: ListPublisher) -> list[str]:
     return [e.key.decode() for e in pub.sent if e.key is not None]
+
+
+def tweet_producer(
+    pub: Publisher,
+    dead: DeadLetters | None = None,
+    *,
+    recorder: RecordingWriter | None = None,
+    limit: int | None = None,
+) -> tuple[Producer, TweetDecoder]:
+    """What ``harness produce twitter`` runs, minus settings and transport; and its decoder."""
+    dead = dead or DeadLetters("twitter-producer")
+    decoder = TweetDecoder(dead)
+    return Producer(pub, decoder, dead, recorder=recorder, limit=limit), decoder

@@ -64,7 +64,19 @@ def test_response_page_shape_and_field_selection() -> None:
 
 def test_synthetic_frames_are_stream_lines_with_author() -> None:
     gen = TweetGenerator(seed=9, start_ms=1_722_513_600_000)
-    frames = list(zip(range(20), synthetic_frames(gen, rate=0), strict=False))
+    frames = list(zip(range(20), synthetic_frames(gen), strict=False))
     body = decode_body(frames[0][1].raw)
     assert len(body.tweets) == 1 and body.tweets[0]["author_id"] in body.users
     assert created_at_ns(body.tweets[0]["created_at"]) >= 1_722_513_600_000 * 10**6
+    # received as created: the runtime paces them by these times, like a recording
+    assert [f.recv_ns for _, f in frames] == [
+        created_at_ns(decode_body(f.raw).tweets[0]["created_at"]) for _, f in frames]
+
+
+def test_generated_times_keep_the_rate() -> None:
+    """Gaps are drawn in fractions of a millisecond: at 1,000 tweets/s truncating each to whole
+    ms would have made it ~1,700."""
+    for rate in (5.0, 1000.0):
+        items = TweetGenerator(seed=1, start_ms=1_722_513_600_000, rate=rate).take(3000)
+        span_s = (snowflake_ms(int(items[-1].tweet["id"])) - 1_722_513_600_000) / 1000
+        assert 0.9 * rate < len(items) / span_s < 1.1 * rate

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from harness.bench import metrics
 from harness.bench.system_stats import ProcessSample, ProcessSampler
 from harness.bench.workload import Scenario, TransportSpec
-from producers.run_control import PACE_TOLERANCE
+from producers.runtime.pacing import PACE_TOLERANCE
 from transports import open_transport
 from transports.brokers import free_tcp_port
 from transports.sequence import intersect_all, split_tail

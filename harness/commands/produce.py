@@ -1,19 +1,20 @@
-"""``harness produce SOURCE``: run one producer; each source module registers its own parser."""
+"""``harness produce SOURCE``: run one producer; every source folder under ``producers/``."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
-#: Modules exposing ``register(subparsers)`` for ``harness produce <source>``.
-SOURCES: tuple[str, ...] = ("producers.binance.command", "producers.twitter.command")
+from producers.runtime import command
+from producers.runtime.source import discover
 
 
 def register(sub: Any) -> None:
+    found = discover()
     parser: argparse.ArgumentParser = sub.add_parser(
-        "produce", help="run a producer (binance or twitter): live, replay, synthetic or record"
+        "produce", help=f"run a producer ({', '.join(s.name for s in found)}): live, replay, "
+        "synthetic or record"
     )
     sources = parser.add_subparsers(dest="source_name", metavar="SOURCE", required=True)
-    for module_name in SOURCES:
-        importlib.import_module(module_name).register(sources)
+    for source in found:
+        command.register(sources, source)

@@ -13,8 +13,8 @@
 - 5 incoming control messages/s per connection: SUBSCRIBE/UNSUBSCRIBE/LIST_SUBSCRIPTIONS are
   spaced; streams beyond what fits in the URL are subscribed in batches after connecting.
 
-Frames are yielded as ``(raw_bytes, recv_ns)`` *undecoded* (``decode=False``): invalid UTF-8
-reaches the producer's validation and dead-letter store instead of killing the connection.
+Frames are yielded as ``Frame(recv_ns, raw_bytes)`` *undecoded* (``decode=False``): invalid
+UTF-8 reaches the producer's validation and dead-letter store instead of killing the connection.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -34,10 +34,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from producers.binance.schema import ControlReply, ServerShutdown, ValidationError, parse_frame
+from producers.binance.topics import STREAM_ENDPOINT
+from producers.runtime.frames import Frame
+from producers.runtime.progress import nonzero_counts
 
 log = logging.getLogger("producers.binance.live")
 
-DEFAULT_ENDPOINT = "wss://stream.binance.com:9443"
 MAX_STREAMS_PER_CONNECTION = 1024
 MAX_URL_CHARS = 8000
 SUBSCRIBE_BATCH = 200
@@ -50,7 +52,7 @@ class BinanceRequestError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LiveConfig:
-    endpoint: str = DEFAULT_ENDPOINT
+    endpoint: str = STREAM_ENDPOINT
     max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
     #: Binance closes connections at 24 h; rotate well before.
     max_connection_age_s: float = 23.5 * 3600
@@ -79,7 +81,12 @@ class LiveStats:
     rotations: int = 0
     overlap_duplicates: int = 0
     control_errors: int = 0
-    errors_by_kind: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        """For progress lines and the producer's summary (control replies and shutdowns are
+        counted by the decoder, which sees them too)."""
+        return nonzero_counts(self, "ws_", ("connects", "connect_failures", "drops", "stalls",
+                                            "rotations", "overlap_duplicates"))
 
 
 class AttemptLimiter:
@@ -162,7 +169,7 @@ def stream_url(endpoint: str, streams: list[str]) -> tuple[str, list[str]]:
 
 
 class BinanceLiveClient:
-    """Async iterator of ``(raw_bytes, recv_ns)`` over all requested streams, forever."""
+    """``frames()``: an async iterator of every requested stream's frames, forever."""
 
     def __init__(self, streams: list[str], config: LiveConfig | None = None) -> None:
         if not streams:
@@ -176,7 +183,7 @@ class BinanceLiveClient:
         self.limiter = AttemptLimiter(self.config.attempts_per_window, self.config.attempt_window_s)
         self.queue: asyncio.Queue[tuple[bytes, int] | BaseException] | None = None
 
-    async def frames(self) -> AsyncIterator[tuple[bytes, int]]:
+    async def frames(self) -> AsyncIterator[Frame]:
         self.queue = asyncio.Queue(self.config.queue_frames)
         tasks = [asyncio.create_task(s.run(), name=f"binance-shard-{s.index}") for s in self.shards]
         try:
@@ -184,7 +191,7 @@ class BinanceLiveClient:
                 item = await self.queue.get()
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                yield Frame(item[1], item[0])
         finally:
             for t in tasks:
                 t.cancel()
@@ -217,8 +224,8 @@ class BinanceLiveClient:
             out.extend(await shard.control("LIST_SUBSCRIPTIONS", None) or [])
         return out
 
-    def _count(self, kind: str) -> None:
-        self.stats.errors_by_kind[kind] = self.stats.errors_by_kind.get(kind, 0) + 1
+    def counters(self) -> dict[str, object]:
+        return self.stats.summary()
 
 
 class _Shard:
@@ -381,12 +388,12 @@ class _Shard:
                 if conn is self.pending:
                     self._buffer.append((raw, recv_ns))
                     self._buffered.add(raw)
-                    self._buffered_streams.add(_stream_of(raw))
+                    self._buffered_streams.add(stream_name_of(raw))
                     continue
                 if self.pending is not None and conn is self.active:
                     self._delivered_by_old.add(raw)
                     if raw in self._buffered:
-                        self._caught_up.add(_stream_of(raw))
+                        self._caught_up.add(stream_name_of(raw))
                         self._wake.set()
                 elif conn is not self.active:
                     continue  # a connection being closed: its frames are not ours any more
@@ -430,7 +437,8 @@ async def _frames(ws: ClientConnection) -> AsyncIterator[bytes]:
         yield data if type(data) is bytes else bytes(data)
 
 
-def _stream_of(raw: bytes) -> bytes:
+def stream_name_of(raw: bytes) -> bytes:
+    """``btcusdt@trade`` of a combined-stream frame, without parsing it; ``b""`` for others."""
     if raw.startswith(_COMBINED_PREFIX):
         end = raw.find(b'"', 11)
         if end > 0:

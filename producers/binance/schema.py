@@ -32,6 +32,8 @@ from producers.binance.limits import (
     SymbolCheck,
 )
 from producers.binance.topics import TOPIC_BY_EVENT
+from producers.runtime.frames import Frame, Outgoing, Rejected
+from producers.runtime.progress import nonzero_counts
 
 #: A trade frame is ~170 B, a ticker ~500 B; 64 KiB leaves room for any market-data event.
 DEFAULT_MAX_FRAME_BYTES = 65_536
@@ -151,13 +153,8 @@ ID_FIELD: dict[str, str | None] = {
 }
 
 
-class ValidationError(Exception):
+class ValidationError(Rejected):
     """A frame we cannot publish; ``kind`` is the dead-letter counter it goes to."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(f"{kind}: {reason}")
-        self.kind = kind
-        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -398,3 +395,55 @@ def _control(obj: dict[str, Any]) -> ControlReply:
             obj.get("id"), None, code if type(code) is int else -1, str(obj.get("msg", ""))
         )
     return ControlReply(obj.get("id"), obj.get("result"))
+
+
+class BinanceDecoder:
+    """The Binance schema as the producer runtime uses it: a frame in, its message out.
+
+    Wire format (what processors consume): topic from ``topics.TOPIC_BY_EVENT``; value =
+    ``orjson.dumps`` of the stream's ``data`` object with Binance's own field names, prices and
+    quantities still decimal strings; key = the symbol (``BTCUSDT``), so per-symbol order holds
+    on Kafka; event time = ``E`` ms * 1e6, or the receive time for bookTicker, whose spot
+    stream carries no event time. Control replies and ``serverShutdown`` are counted, not
+    published (the live client acts on them).
+    """
+
+    def __init__(
+        self,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+    ) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.max_skew_ms = max_skew_ms
+        self.unknown_fields = 0
+        self.control_replies = 0
+        self.control_errors = 0
+        self.server_shutdowns = 0
+        self._keys: dict[str, bytes] = {}
+
+    def decode(self, frame: Frame) -> tuple[Outgoing, ...]:
+        recv_ns = frame.recv_ns
+        parsed = parse_frame(frame.raw, recv_ns // 1_000_000,
+                             max_frame_bytes=self.max_frame_bytes, max_skew_ms=self.max_skew_ms)
+        if type(parsed) is MarketEvent:
+            if parsed.unknown_fields:
+                self.unknown_fields += parsed.unknown_fields
+            key = self._keys.get(parsed.symbol)
+            if key is None:
+                key = self._keys[parsed.symbol] = parsed.symbol.encode()
+            e_ms = parsed.event_time_ms
+            event_ns = recv_ns if e_ms is None else e_ms * 1_000_000
+            return ((parsed.topic, key, orjson.dumps(parsed.data), event_ns),)
+        if type(parsed) is ControlReply:
+            self.control_replies += 1
+            if parsed.is_error:
+                self.control_errors += 1
+        else:
+            self.server_shutdowns += 1
+        return ()
+
+    def counters(self) -> dict[str, object]:
+        return nonzero_counts({"unknown_field": self.unknown_fields,
+                               "control_replies": self.control_replies,
+                               "control_errors": self.control_errors,
+                               "server_shutdowns": self.server_shutdowns})

@@ -7,9 +7,9 @@ k <= 800) at the same E, walking the price one tick per fill in the order's dire
 Quantities are lognormal (median 0.00067 BTC, p99 ~0.32, capped at 10), buyer-is-maker 54 %,
 trade time T 0-2 ms before E, trade ids strictly increasing per symbol.
 
-The generator yields ``RecordedFrame(recv_ns, raw)`` exactly like a recording, so the producer
-paces it with ``producers.recording.paced`` (1x: timestamps follow the wall clock at ``rate``
-trades/s; 0: as fast as possible) and the same seed and start time give byte-identical frames.
+The generator yields ``Frame(recv_ns, raw)`` exactly like a recording, so the producer runtime
+paces it like one (``replayed_at_speed``: 1x, timestamps follow the wall clock at ``rate``
+trades/s; 0, as fast as possible) and the same seed and start time give byte-identical frames.
 Ticker/kline statistics are computed from the generated trades since the start (not a real
 24 h window): shape-correct, values self-consistent.
 """
@@ -28,7 +28,7 @@ import orjson
 
 from producers.binance.synthetic_depth import DEPTH_STREAM_TYPES, TICK_MS, SyntheticDepth
 from producers.binance.topics import event_for_stream_type
-from producers.recording import RecordedFrame
+from producers.runtime.frames import Frame
 
 MEAN_TRADES_PER_S = 30.6
 MAX_FILLS = 800
@@ -117,7 +117,7 @@ class SyntheticMarket:
                 )
             )
 
-    def frames(self) -> Iterator[RecordedFrame]:
+    def frames(self) -> Iterator[Frame]:
         """Yield frames in receive-time order, forever; stop by breaking out of the loop."""
         rng = self.rng
         heap: list[tuple[float, int, str, int]] = []
@@ -159,15 +159,15 @@ class SyntheticMarket:
     # -- frame builders --------------------------------------------------------------------
     def _frame(
         self, sym: _Symbol, stream_type: str, data: dict[str, object], e_ms: int
-    ) -> RecordedFrame:
+    ) -> Frame:
         if self.combined:
             obj: dict[str, object] = {"stream": f"{sym.name}@{stream_type}", "data": data}
         else:
             obj = data
         recv_ns = e_ms * 1_000_000 + int(self.rng.uniform(0.3, 3.0) * 1_000_000)
-        return RecordedFrame(recv_ns, orjson.dumps(obj).decode())
+        return Frame(recv_ns, orjson.dumps(obj).decode())
 
-    def _order(self, sym: _Symbol, e_ms: int) -> Iterator[RecordedFrame]:
+    def _order(self, sym: _Symbol, e_ms: int) -> Iterator[Frame]:
         rng = self.rng
         fills = bisect.bisect_left(_FILL_WEIGHTS, rng.random() * _FILL_WEIGHTS[-1]) + 1
         buyer_maker = rng.random() < BUYER_MAKER_SHARE  # seller-initiated: sweeps bids down
@@ -206,7 +206,7 @@ class SyntheticMarket:
 
     def _agg(
         self, sym: _Symbol, e_ms: int, t_ms: int, first: int, qty: float, ticks: int, m: bool
-    ) -> RecordedFrame:
+    ) -> Frame:
         sym.agg_id += 1
         data = {
             "e": "aggTrade",
@@ -243,7 +243,7 @@ class SyntheticMarket:
         k["n"] += 1
         k["L"] = sym.trade_id
 
-    def _book(self, sym: _Symbol, e_ms: int) -> RecordedFrame:
+    def _book(self, sym: _Symbol, e_ms: int) -> Frame:
         rng = self.rng
         sym.update_id += rng.randint(1, 40)
         bid = sym.price_ticks - rng.randint(0, 1)
@@ -257,7 +257,7 @@ class SyntheticMarket:
         }
         return self._frame(sym, "bookTicker", data, e_ms)
 
-    def _tickers(self, sym: _Symbol, e_ms: int) -> Iterator[RecordedFrame]:
+    def _tickers(self, sym: _Symbol, e_ms: int) -> Iterator[Frame]:
         last = sym.price_ticks / 100
         open_ = sym.open_ticks / 100
         high = max(sym.high_ticks, sym.price_ticks) / 100
@@ -304,7 +304,7 @@ class SyntheticMarket:
             }
             yield self._frame(sym, "miniTicker", data, e_ms)
 
-    def _kline(self, sym: _Symbol, e_ms: int) -> RecordedFrame:
+    def _kline(self, sym: _Symbol, e_ms: int) -> Frame:
         open_ms = e_ms - e_ms % 60_000
         k = sym.kline if sym.kline_open_ms == open_ms else {}
         last = sym.price_ticks / 100

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from producers.recording import RecordedFrame
+from producers.runtime.frames import Frame
 
 TICK_MS = 100
 MEDIAN_CHANGES = 9
@@ -78,7 +78,7 @@ class SyntheticDepth:
         self.books: dict[str, _Book] = {}
         self.diffs = bool(self.types & set(DIFF_TYPES))
 
-    def tick(self, name: str, mid_ticks: int, e_ms: int, index: int) -> Iterator[RecordedFrame]:
+    def tick(self, name: str, mid_ticks: int, e_ms: int, index: int) -> Iterator[Frame]:
         """One 100 ms step of ``name``'s book around the trade price ``mid_ticks``."""
         book = self.books.get(name)
         if book is None:
@@ -178,7 +178,7 @@ class SyntheticDepth:
     # -- frames ----------------------------------------------------------------------------
     def _diff(
         self, book: _Book, stream_type: str, first: int, bids: list, asks: list, e_ms: int
-    ) -> RecordedFrame:
+    ) -> Frame:
         data = {
             "e": "depthUpdate", "E": e_ms, "s": book.upper, "U": first, "u": book.update_id,
             "b": bids, "a": asks,
@@ -187,10 +187,10 @@ class SyntheticDepth:
 
     def _frame(
         self, book: _Book, stream_type: str, data: dict[str, object], e_ms: int
-    ) -> RecordedFrame:
+    ) -> Frame:
         obj = {"stream": f"{book.name}@{stream_type}", "data": data} if self.combined else data
         recv_ns = e_ms * 1_000_000 + int(self.rng.uniform(0.3, 3.0) * 1_000_000)
-        return RecordedFrame(recv_ns, orjson.dumps(obj).decode())
+        return Frame(recv_ns, orjson.dumps(obj).decode())
 
 
 def _px(ticks: int) -> str:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import re
 
+#: Binance Spot's market-data websocket, where these streams are read from.
+STREAM_ENDPOINT = "wss://stream.binance.com:9443"
+
 TRADE = "binance.trade"
 AGG_TRADE = "binance.aggTrade"
 KLINE = "binance.kline"

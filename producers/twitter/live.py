@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -27,14 +27,15 @@ import requests
 import tweepy
 
 from harness.errors import UserError
-from producers.run_control import StopAfter
+from producers.runtime.frames import Frame
+from producers.runtime.progress import nonzero_counts
+from producers.runtime.stop import StopAfter
 from producers.twitter.routing import redact_in_loggers, route_session
-from producers.twitter.schema import Frame
+from producers.twitter.schema import DEFAULT_QUERY
 from transports.url import redact_text
 
 log = logging.getLogger("producers.twitter.live")
 
-DEFAULT_QUERY = "($BTC OR $ETH OR bitcoin OR ethereum) -is:retweet lang:en"
 DEFAULT_EXPANSIONS = ("author_id",)
 STREAM_RULE_TAG = "harness"
 #: Backoff for 5xx and connection errors: 1, 2, 4 ... capped (the API's documented advice).
@@ -56,7 +57,9 @@ class ApiCounters:
     retries: int = 0
     stream_connects: int = 0
     keep_alives: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        return nonzero_counts(self, "api_")
 
 
 def _api_message(exc: tweepy.HTTPException) -> str:
@@ -197,6 +200,9 @@ class SearchPoller:
         self.since_id = since_id
         self._polled = since_id is not None
 
+    def counters(self) -> dict[str, object]:
+        return self.caller.counters.summary()
+
     def frames(self) -> Iterator[Frame]:
         stop = self.caller.stop
         while not stop.reached(0):
@@ -325,6 +331,9 @@ class FilteredStream:
             errors = (added or {}).get("errors")
             if errors:
                 raise UserError(f"the stream rule {self.query!r} was refused: {errors!r:.300}")
+
+    def counters(self) -> dict[str, object]:
+        return self.caller.counters.summary()
 
     def frames(self) -> Iterator[Frame]:
         self.ensure_rule()

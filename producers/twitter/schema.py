@@ -7,23 +7,39 @@ can be ``invalid_utf8``, ``malformed_json``, ``oversize_body``, ``bad_body`` or 
 a single tweet inside a good body can be ``missing_field``, ``wrong_type``, ``bad_id``,
 ``bad_created_at`` or ``oversize_tweet`` -- one bad tweet never costs its page neighbours.
 
-The published value is ``orjson.dumps`` of the tweet object as the API sent it, plus
-``includes_users`` (the ``includes.users`` entries for its author, when the author expansion
-was requested). JSON, never pickle: the original design pickled tweets, and unpickling lets
-whoever can write to the topic run arbitrary code in the consumer.
+Wire format on topic ``twitter.tweet`` (``TweetDecoder``): value = ``orjson.dumps`` of the
+tweet object as the API sent it, plus ``includes_users`` (the ``includes.users`` entries for its
+author, when the author expansion was requested); key = the tweet id as ASCII; event time =
+``created_at``. Within one body tweets go out oldest first (the API sends newest first) so event
+time mostly increases on the topic. JSON, never pickle: the original design pickled tweets, and
+unpickling lets whoever can write to the topic run arbitrary code in the consumer.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from harness.dead_letters import DeadLetters
+from producers.runtime.frames import Frame, Outgoing, Rejected
+from producers.runtime.progress import nonzero_counts
+
+log = logging.getLogger("producers.twitter.schema")
+
+TOPIC = "twitter.tweet"
+#: What the live producer asks the API for unless ``--query`` says otherwise.
+DEFAULT_QUERY = "($BTC OR $ETH OR bitcoin OR ethereum) -is:retweet lang:en"
+
 MAX_BODY_BYTES = 16 * 1024 * 1024
 #: A tweet is at most a few KB (280 chars, or 25k for long-form note tweets, plus entities).
 MAX_TWEET_BYTES = 256 * 1024
+#: Ids remembered for de-duplication: far more than one poll or stream reconnect can repeat.
+DEDUP_CAPACITY = 200_000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OPTIONAL_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -39,21 +55,8 @@ _OPTIONAL_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One body as received (a recent-search page or a filtered-stream line), untouched."""
-
-    recv_ns: int
-    raw: bytes
-
-
-class TweetRejected(ValueError):
+class TweetRejected(Rejected):
     """A body or tweet that cannot be published; ``kind`` is the dead-letter counter name."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +162,77 @@ def encode_tweet(
     if len(value) > max_bytes:
         raise TweetRejected("oversize_tweet", f"tweet of {len(value)} bytes exceeds {max_bytes}")
     return value
+
+
+class RecentIds:
+    """A bounded set of the last ``capacity`` ids (FIFO eviction), O(1) membership."""
+
+    def __init__(self, capacity: int = DEDUP_CAPACITY) -> None:
+        self._order: deque[str] = deque()
+        self._set: set[str] = set()
+        self._capacity = capacity
+
+    def __contains__(self, tweet_id: object) -> bool:
+        return tweet_id in self._set
+
+    def add(self, tweet_id: str) -> None:
+        if tweet_id in self._set:
+            return
+        self._order.append(tweet_id)
+        self._set.add(tweet_id)
+        if len(self._order) > self._capacity:
+            self._set.discard(self._order.popleft())
+
+
+class TweetDecoder:
+    """The schema as the producer runtime uses it: a body in, its new tweets out, oldest first.
+
+    A bad tweet is dead-lettered on its own (its JSON) and never costs its page neighbours; a
+    tweet already published (search polls and stream reconnects can repeat) is counted, not
+    sent again.
+    """
+
+    def __init__(
+        self,
+        dead_letters: DeadLetters,
+        topic: str = TOPIC,
+        max_tweet_bytes: int = MAX_TWEET_BYTES,
+        dedup_capacity: int = DEDUP_CAPACITY,
+    ) -> None:
+        self.dead_letters = dead_letters
+        self.topic = topic
+        self.max_tweet_bytes = max_tweet_bytes
+        self.tweets_seen = 0
+        self.duplicates = 0
+        self.api_partial_errors = 0
+        self._seen = RecentIds(dedup_capacity)
+
+    def decode(self, frame: Frame) -> list[Outgoing]:
+        body = decode_body(frame.raw_bytes())
+        if body.errors:
+            if not self.api_partial_errors:
+                log.info("API reported partial errors beside data (counted): %.200r", body.errors)
+            self.api_partial_errors += len(body.errors)
+        ready: list[tuple[int, str, int, bytes]] = []
+        for tweet in body.tweets:
+            self.tweets_seen += 1
+            try:
+                event_ns = check_tweet(tweet)
+                value = encode_tweet(tweet, body.users, self.max_tweet_bytes)
+            except TweetRejected as bad:
+                self.dead_letters.add(bad.kind, bad.reason, orjson.dumps(tweet))
+                continue
+            ready.append((int(tweet["id"]), tweet["id"], event_ns, value))
+        ready.sort()
+        out: list[Outgoing] = []
+        for _, tweet_id, event_ns, value in ready:
+            if tweet_id in self._seen:
+                self.duplicates += 1
+                continue
+            self._seen.add(tweet_id)
+            out.append((self.topic, tweet_id.encode(), value, event_ns))
+        return out
+
+    def counters(self) -> dict[str, object]:
+        return nonzero_counts({"duplicates": self.duplicates,
+                               "api_partial_errors": self.api_partial_errors})

@@ -10,7 +10,6 @@ with ``created_at`` exactly like real ids and ``since_id`` paging works on them.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +17,7 @@ from typing import Any
 
 import orjson
 
-from producers.run_control import PaceTracker, StopAfter, paced
-from producers.twitter.schema import Frame
+from producers.runtime.frames import Frame
 
 TWITTER_EPOCH_MS = 1_288_834_974_657
 
@@ -116,6 +114,7 @@ class TweetGenerator:
     ) -> None:
         self._rng = random.Random(seed)
         self._ms = start_ms if start_ms is not None else 1_722_513_600_000  # 2024-08-01 12:00Z
+        self._fraction_ms = 0.0  # gaps are drawn in fractions of a ms: the mean rate stays exact
         self._rate = rate
         self._seq = 0
         self._worker = self._rng.randrange(1024)
@@ -161,7 +160,9 @@ class TweetGenerator:
     def __next__(self) -> SyntheticTweet:
         rng = self._rng
         if self._rate > 0:
-            self._ms += int(rng.expovariate(self._rate) * 1000)
+            gap = rng.expovariate(self._rate) * 1000 + self._fraction_ms
+            self._fraction_ms = gap % 1.0
+            self._ms += int(gap)
         sentiment = rng.choices(_SENTIMENTS, weights=_WEIGHTS)[0]
         text = self._text(sentiment)
         user = rng.choice(self._users)
@@ -254,20 +255,18 @@ def response_page(
 
 
 def synthetic_frames(
-    generator: TweetGenerator,
-    rate: float,
-    stop: StopAfter | None = None,
+    generator: Iterable[SyntheticTweet],
     tweet_fields: Iterable[str] = DEFAULT_TWEET_FIELDS,
     user_fields: Iterable[str] | None = DEFAULT_USER_FIELDS,
-    tracker: PaceTracker | None = None,
 ) -> Iterator[Frame]:
-    """One filtered-stream-shaped body per tweet, ``rate`` per second (``<= 0``: flat out)."""
+    """One filtered-stream-shaped body per tweet, received the instant it was created (the
+    generator's ``rate`` spaces them; the producer runtime paces them like a recording)."""
     tweet_fields = tuple(tweet_fields)
     user_fields = tuple(user_fields) if user_fields is not None else None
-    for item in paced(generator, rate, stop, tracker):
+    for item in generator:
         body: dict[str, Any] = {"data": select_fields(item.tweet, tweet_fields)}
         if user_fields is not None:
             body["includes"] = {
                 "users": [select_fields(item.user, user_fields, ("id", "name", "username"))]
             }
-        yield Frame(time.time_ns(), orjson.dumps(body))
+        yield Frame(snowflake_ms(int(item.tweet["id"])) * 1_000_000, orjson.dumps(body))

@@ -85,8 +85,11 @@ def _start_run(tmp_path: Path, transport: str = "zmq") -> tuple[subprocess.Popen
     _wait_for(all_children, 60, "the run's stages")
     # trades in the file: every stage is connected (a PUSH socket without its peer would
     # make the producer give up at the signal, and its processor get no end announcement)
+    # (both processors: one still loading its models when the signal comes has no handler yet)
     market = tmp_path / "latest" / transport / "market.h5"
+    sentiment = tmp_path / "latest" / transport / "sentiment.h5"
     _wait_for(lambda: row_counts(market).get("trades", 0) > 0, 60, "trades in the file")
+    _wait_for(lambda: row_counts(sentiment).get("tweets", 0) > 0, 60, "tweets in the file")
     return proc, children
 
 

@@ -117,9 +117,11 @@ log = logging.getLogger("sinks.hdf5")
 Compression = Literal["gzip"] | None
 
 DEFAULT_CHUNK_ROWS = 8192
-#: Chunks of wide rows (dead letters, tweets) are capped near this size; HDF5's default chunk
-#: cache is 1 MiB per dataset and a chunk that does not fit is re-read on every partial write.
-TARGET_CHUNK_BYTES = 512 * 1024
+#: Chunks of wide rows (dead letters, tweets, trades) are capped near this size. With no chunk
+#: cache (below), every checkpoint re-reads, re-inflates and re-deflates the table's last, partly
+#: filled chunk, so a smaller chunk costs less per checkpoint (measured with the pipeline
+#: benchmark's checkpoint cadence); much smaller ones compress worse.
+TARGET_CHUNK_BYTES = 256 * 1024
 #: No raw-data chunk cache: every flush writes its chunks straight through. With a cache, a failed
 #: write (disk full) leaves dirty chunks that HDF5 2.0 can neither flush nor drop, and closing the
 #: file then crashes the process (segfault at exit); measured cost: see benchmarks/test_bench_hdf5.

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import subprocess
 import sys
@@ -313,8 +314,25 @@ def test_pipeline_end_to_end(benchmark, transport: str, recording: Path, tmp_pat
           f"({N_TRADES:,} trades in {best.seconds:.2f} s)")  # fmt: skip
 
 
+def profile_pipeline(n: int, folder: Path, transport: str) -> None:
+    """One pipeline row with every ``harness`` process profiled into ``folder`` (cProfile,
+    ``HARNESS_PROFILE``); ``harness profile summarize FOLDER`` reads them."""
+    os.environ["HARNESS_PROFILE"] = str(folder.resolve())
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        recording_path = write_trade_recording(work / "trades.jsonl.gz", n)
+        r = run_pipeline(transport, recording_path, n, work)
+    print(f"{transport}: {r.trades_per_s:,.0f} trades/s end to end, profiles in {folder}")
+
+
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else N_TRADES
+    args = sys.argv[1:]
+    if "--profile" in args:  # test_bench_pipeline.py N --profile DIR [TRANSPORT]
+        at = args.index("--profile")
+        transport = args[at + 2] if len(args) > at + 2 else "zmq"
+        profile_pipeline(int(args[0]), Path(args[at + 1]), transport)
+        return
+    n = int(args[0]) if args else N_TRADES
     rows: list[tuple[str, int, float, float | None, str]] = []  # name, msgs, s, producer/s, ratio
 
     def step(what: str) -> None:
@@ -353,10 +371,10 @@ def main() -> None:
         rows.append(("processor alone, one core", trades, seconds, None, ""))
     print(f"{n:,} trades, {time.strftime('%Y-%m-%d %H:%M')}, {CODEC} codec; ratios compare rows "
           "of this run only")  # fmt: skip
-    print(f"{'row':40} {'msgs':>9} {'seconds':>7} {'msg/s':>9} {'producer/s':>10}  ratio")
+    print(f"{'row':45} {'msgs':>9} {'seconds':>7} {'msg/s':>9} {'producer/s':>10}  ratio")
     for name, msgs, secs, producer, ratio in rows:
         shown = f"{producer:>10,.0f}" if producer else f"{'':>10}"
-        print(f"{name:40} {msgs:>9,} {secs:>7.2f} {msgs / secs:>9,.0f} {shown}  {ratio}".rstrip())
+        print(f"{name:45} {msgs:>9,} {secs:>7.2f} {msgs / secs:>9,.0f} {shown}  {ratio}".rstrip())
 
 
 if __name__ == "__main__":

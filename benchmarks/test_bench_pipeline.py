@@ -44,6 +44,7 @@ import numpy as np
 import orjson
 import pytest
 import zmq
+from test_bench_zmq import PUSH_CLOSE, PUSH_PRELUDE  # benchmarks/ is on sys.path (script, pytest)
 
 from harness.dead_letters import DeadLetters
 from processors.candle_stage import CandleStage
@@ -109,19 +110,8 @@ def pipeline_message(recording: Path) -> tuple[bytes, int]:
     return frame, record + len(META_HEADER) + len(meta)
 
 
-RAW_ZMQ_SENDER = """
-import sys, zmq
-port, n, frame = int(sys.argv[1]), int(sys.argv[2]), bytes.fromhex(sys.argv[3])
-ctx = zmq.Context()
-sock = ctx.socket(zmq.PUSH)
-sock.sndhwm = 100_000
-sock.connect(f"tcp://127.0.0.1:{port}")
-send = sock.send
-for _ in range(n):
-    send(frame)
-sock.close(linger=30_000)
-ctx.term()
-"""
+#: test_bench_zmq's raw sender (same socket options), sending one frame (argv 3, hex) N times.
+RAW_ZMQ_SENDER = PUSH_PRELUDE + "for _ in range(n):\n    send(payload)\n" + PUSH_CLOSE
 
 
 def raw_zmq(frame: bytes, n: int) -> float:

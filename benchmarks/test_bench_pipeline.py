@@ -1,7 +1,18 @@
-"""Whole-pipeline throughput, producer -> transport -> candle processor -> HDF5, in trades/s.
+"""Whole-pipeline throughput, producer -> transport -> candle processor -> HDF5, in trades/s,
+beside the raw transport loops it is judged against, measured in the same run.
 
-Run: ``.venv/bin/pytest benchmarks/test_bench_pipeline.py -s`` (figures in ``extra_info`` and
-printed), or ``.venv/bin/python benchmarks/test_bench_pipeline.py [N_TRADES]`` for a table.
+Run: ``.venv/bin/python benchmarks/test_bench_pipeline.py [N_TRADES]`` for the table (raw loops,
+pipeline rows, ratios, the processor alone), or ``.venv/bin/pytest
+benchmarks/test_bench_pipeline.py -s`` (figures in ``extra_info`` and printed).
+
+The raw loops move N messages of the pipeline's own message size with nothing but the client
+library: ``raw zmq`` a pyzmq PUSH socket in another process sending one pre-built frame N times
+to a PULL socket here (first to last receive); ``raw kafka`` a ``KafkaProducer`` in another
+process (the transport's producer settings) and a ``KafkaConsumer`` here, through the same
+embedded broker as the Kafka pipeline row (first record's CreateTime to last receive). The
+``processor alone`` row runs the candle stage and the HDF5 sink in this process on envelopes
+built in memory: what one core does with the trades table, four candle windows and a
+checkpoint every ``FLUSH_INTERVAL_S``, with no transport at all.
 
 Every stage is the real ``harness`` command in its own process: ``harness produce binance
 --source replay --speed 0`` replays a trade-only recording as fast as it can, ``harness process
@@ -14,28 +25,49 @@ compare the two transports inside one run, never across runs.
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import random
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
+import orjson
 import pytest
+import zmq
+from test_bench_zmq import PUSH_CLOSE, PUSH_PRELUDE  # benchmarks/ is on sys.path (script, pytest)
 
+from harness.dead_letters import DeadLetters
+from processors.candle_stage import CandleStage
 from producers.runtime.recording import RecordingWriter
+from sinks.hdf5 import Hdf5Sink
 from sinks.hdf5_schema import CHECKPOINTS, valid_checkpoint
-from transports.brokers import free_tcp_port, make_broker
+from transports import Envelope, open_transport
+from transports.brokers import Broker, free_tcp_port, make_broker
+from transports.framing import CODEC, META_HEADER, encode_frame, encode_meta
+
+with warnings.catch_warnings():  # kafka-python 3.0 schema loading warns via importlib
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 N_TRADES = 300_000
 FLUSH_INTERVAL_S = 0.25  # a checkpoint every 0.25 s: the flush delay is part of the figure
 T0_MS = 1_700_000_000_000
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCER_ID = "binance-bench-0000000"  # as long as the producer's ids
+#: Envelopes per ``stage.process`` call in the processor-alone row (``RunLimits.batch_size``).
+PROCESSOR_BATCH = 5_000
 
 
 def write_trade_recording(path: Path, n: int, seed: int = 5) -> Path:
@@ -52,6 +84,131 @@ def write_trade_recording(path: Path, n: int, seed: int = 5) -> Path:
             frame = {"stream": f"{sym.lower()}@trade", "data": data}
             rec.write(json.dumps(frame, separators=(",", ":")), recv_ns=t * 1_000_000)
     return path
+
+
+def recorded_values(recording: Path) -> Iterator[tuple[str, bytes]]:
+    """(symbol, value) as the producer publishes each recorded trade: orjson of ``data``."""
+    with gzip.open(recording, "rt") as lines:
+        for line in lines:
+            record = json.loads(line)
+            frame = record.get("raw")
+            if frame is None:
+                continue
+            data = json.loads(frame)["data"]
+            yield data["s"], orjson.dumps(data)
+
+
+def pipeline_message(recording: Path) -> tuple[bytes, int]:
+    """One trade as the pipeline carries it: its ZeroMQ frame, and its Kafka record's size
+    (value + key + the producer's headers, x-harness included)."""
+    symbol, value = next(recorded_values(recording))
+    key, t_ns = symbol.encode(), T0_MS * 1_000_000
+    headers = (("recv_ns", str(t_ns).encode()),)
+    frame = encode_frame("binance.trade", value, key, headers, PRODUCER_ID, 0, t_ns, t_ns)
+    meta = encode_meta(PRODUCER_ID, 0, t_ns, t_ns)
+    record = len(value) + len(key) + sum(len(k) + len(v) for k, v in headers)
+    return frame, record + len(META_HEADER) + len(meta)
+
+
+#: test_bench_zmq's raw sender (same socket options), sending one frame (argv 3, hex) N times.
+RAW_ZMQ_SENDER = PUSH_PRELUDE + "for _ in range(n):\n    send(payload)\n" + PUSH_CLOSE
+
+
+def raw_zmq(frame: bytes, n: int) -> float:
+    """msg/s of a bare pyzmq PUSH -> PULL loop (sender in another process), same frames."""
+    port = free_tcp_port()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PULL)
+    sock.rcvhwm = 100_000
+    sock.linger = 0
+    sock.bind(f"tcp://127.0.0.1:{port}")
+    sender = subprocess.Popen(
+        [sys.executable, "-c", RAW_ZMQ_SENDER, str(port), str(n), frame.hex()], cwd=ROOT
+    )
+    try:
+        recv = sock.recv
+        recv()
+        start = time.perf_counter()
+        for _ in range(n - 1):
+            recv()
+        elapsed = time.perf_counter() - start
+    finally:
+        sender.wait(60)
+        sock.close()
+        ctx.term()
+    return (n - 1) / elapsed
+
+
+RAW_KAFKA_SENDER = """
+import sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+from kafka import KafkaProducer
+bootstrap, topic, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                         batch_size=16384, enable_idempotence=True)
+send, value = producer.send, b"x" * size
+for _ in range(n):
+    send(topic, value)
+producer.flush(120)
+producer.close(10)
+"""
+
+
+def raw_kafka(broker: Broker, size: int, n: int) -> float:
+    """msg/s of a bare kafka-python produce -> consume loop through ``broker``: a producer
+    process with the transport's producer settings, a consumer here (the transport's fetch
+    settings), from the first record's CreateTime to the last record received."""
+    topic = f"raw-{time.time_ns()}"
+    with open_transport(broker.url) as admin:
+        admin.create_topics([topic], partitions=1)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                             fetch_max_wait_ms=500, max_poll_records=1000)  # fmt: skip
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        sender = subprocess.Popen(
+            [sys.executable, "-c", RAW_KAFKA_SENDER, broker.bootstrap, topic, str(n), str(size)]
+        )
+        received, first_ms = 0, 0
+        while received < n:
+            for records in consumer.poll(timeout_ms=1000, max_records=1000).values():
+                if not first_ms:
+                    first_ms = records[0].timestamp
+                received += len(records)
+        done_ns = time.time_ns()
+        assert sender.wait(120) == 0
+    finally:
+        consumer.close(autocommit=False)
+    return n / ((done_ns - first_ms * 1_000_000) / 1e9)
+
+
+def processor_alone(recording: Path, workdir: Path) -> tuple[int, float]:
+    """(trades, seconds) of the candle stage + HDF5 sink on one core, no transport: envelopes
+    built in memory, ``PROCESSOR_BATCH`` per ``process`` call, a checkpoint (rows + state)
+    every ``FLUSH_INTERVAL_S`` and one at the end, as ``harness process candles`` does."""
+    envs = [
+        Envelope("binance.trade", value, symbol.encode(), (), PRODUCER_ID, seq,
+                 T0_MS * 1_000_000, T0_MS * 1_000_000, -1, -1, T0_MS * 1_000_000)
+        for seq, (symbol, value) in enumerate(recorded_values(recording))
+    ]  # fmt: skip
+    dead = DeadLetters("candles")
+    stage = CandleStage(dead)
+    with Hdf5Sink(workdir / "processor-alone.h5", stage.tables()) as sink:
+        started = last_flush = time.perf_counter()
+        for i in range(0, len(envs), PROCESSOR_BATCH):
+            for table, rows in stage.process(envs[i : i + PROCESSOR_BATCH]).items():
+                sink.append(table, rows)
+            now = time.perf_counter()
+            if now - last_flush >= FLUSH_INTERVAL_S:
+                sink.flush(state=stage.snapshot())
+                last_flush = now
+        for table, rows in stage.finish().items():
+            sink.append(table, rows)
+        sink.flush(state=stage.snapshot())
+        seconds = time.perf_counter() - started
+        assert sink.counts["trades"] == len(envs) and not dead.counts, dead.counts
+    return len(envs), seconds
 
 
 @dataclass
@@ -78,16 +235,21 @@ def durable_at_ns(path: Path, table: str, rows: int) -> int:
     raise AssertionError(f"no checkpoint of {path} holds {rows} {table} rows")
 
 
-def run_pipeline(transport: str, recording: Path, n: int, workdir: Path) -> PipelineRun:
-    """One producer -> processor run over ``transport`` ("zmq", "zmq-batch" or "kafka").
+def run_pipeline(
+    transport: str, recording: Path, n: int, workdir: Path, broker: Broker | None = None
+) -> PipelineRun:
+    """One producer -> processor run over ``transport`` ("zmq", "zmq-batch" or "kafka"); the
+    Kafka row uses ``broker`` (or starts its own: its topics must be new to it).
 
     "zmq-batch" packs up to 100 envelopes per frame on the producer side (``batch=100``, 1 ms
     linger): the ZeroMQ analogue of Kafka's linger batching.
     """
     with ExitStack() as stack:
         if transport == "kafka":
-            broker = stack.enter_context(
-                make_broker(log_path=workdir / "broker.log", folder=workdir / "broker"))
+            if broker is None:
+                broker = stack.enter_context(
+                    make_broker(log_path=workdir / "broker.log", folder=workdir / "broker")
+                )
             producer_url = processor_url = broker.url + "?linger_ms=5"
         else:
             processor_url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?pattern=pushpull"
@@ -108,10 +270,10 @@ def run_pipeline(transport: str, recording: Path, n: int, workdir: Path) -> Pipe
             [*HARNESS, "produce", "binance", "--transport", producer_url, "--source", "replay",
              "--recording", str(recording), "--speed", "0", "--output-dir", str(workdir),
              "--summary-json", str(summary)],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
         )  # fmt: skip
         producer_seconds = time.monotonic() - started
-        assert processor.wait(300) == 0, (workdir / f"{transport}-processor.log").read_text()
+        assert processor.wait(600) == 0, (workdir / f"{transport}-processor.log").read_text()
     with h5py.File(output, "r", swmr=True) as f:
         first_publish = int(np.min(f["trades/table"]["publish_time_ns"]))
         stored = len(f["trades/table"])
@@ -142,19 +304,67 @@ def test_pipeline_end_to_end(benchmark, transport: str, recording: Path, tmp_pat
           f"({N_TRADES:,} trades in {best.seconds:.2f} s)")  # fmt: skip
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else N_TRADES
+def profile_pipeline(n: int, folder: Path, transport: str) -> None:
+    """One pipeline row with every ``harness`` process profiled into ``folder`` (cProfile,
+    ``HARNESS_PROFILE``); ``harness profile summarize FOLDER`` reads them."""
+    os.environ["HARNESS_PROFILE"] = str(folder.resolve())
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         recording_path = write_trade_recording(work / "trades.jsonl.gz", n)
-        print(f"{'transport':10} {'trades':>9} {'seconds':>8} {'trades/s e2e':>13} "
-              f"{'producer/s':>11}")  # fmt: skip
-        for transport in ("zmq", "zmq-batch", "kafka"):
+        r = run_pipeline(transport, recording_path, n, work)
+    print(f"{transport}: {r.trades_per_s:,.0f} trades/s end to end, profiles in {folder}")
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if "--profile" in args:  # test_bench_pipeline.py N --profile DIR [TRANSPORT]
+        at = args.index("--profile")
+        transport = args[at + 2] if len(args) > at + 2 else "zmq"
+        profile_pipeline(int(args[0]), Path(args[at + 1]), transport)
+        return
+    n = int(args[0]) if args else N_TRADES
+    rows: list[tuple[str, int, float, float | None, str]] = []  # name, msgs, s, producer/s, ratio
+
+    def step(what: str) -> None:
+        print(f"... {what}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        step(f"writing a {n:,}-trade recording")
+        recording_path = write_trade_recording(work / "trades.jsonl.gz", n)
+        frame, record_bytes = pipeline_message(recording_path)
+
+        def pipeline(transport: str, broker: Broker | None = None) -> PipelineRun:
+            step(f"pipeline over {transport}")
             run_dir = work / transport
             run_dir.mkdir()
-            r = run_pipeline(transport, recording_path, n, run_dir)
-            print(f"{r.transport:10} {r.trades:>9,} {r.seconds:>8.2f} {r.trades_per_s:>13,.0f} "
-                  f"{r.producer_rate:>11,.0f}")  # fmt: skip
+            return run_pipeline(transport, recording_path, n, run_dir, broker)
+
+        step("raw pyzmq loop")
+        zmq_raw = raw_zmq(frame, n)
+        rows.append((f"raw zmq PUSH/PULL ({len(frame)} B)", n, n / zmq_raw, None, ""))
+        for transport, name in (("zmq", "pipeline zmq"), ("zmq-batch", "pipeline zmq batch=100")):
+            r = pipeline(transport)
+            rows.append((name, n, r.seconds, r.producer_rate,
+                         f"{r.trades_per_s / zmq_raw:.3f} x raw"))  # fmt: skip
+        step("starting the embedded Kafka broker")
+        with make_broker(log_path=work / "broker.log", folder=work / "broker") as broker:
+            step("raw kafka-python loop")
+            kafka_raw = raw_kafka(broker, record_bytes, n)
+            rows.append((f"raw kafka-python ({record_bytes} B), {broker.label}", n,
+                         n / kafka_raw, None, ""))  # fmt: skip
+            r = pipeline("kafka", broker)
+            rows.append((f"pipeline kafka-python, {broker.label}", n, r.seconds,
+                         r.producer_rate, f"{r.trades_per_s / kafka_raw:.2f} x raw"))  # fmt: skip
+        step("processor alone")
+        trades, seconds = processor_alone(recording_path, work)
+        rows.append(("processor alone, one core", trades, seconds, None, ""))
+    print(f"{n:,} trades, {time.strftime('%Y-%m-%d %H:%M')}, {CODEC} codec; ratios compare rows "
+          "of this run only")  # fmt: skip
+    print(f"{'row':45} {'msgs':>9} {'seconds':>7} {'msg/s':>9} {'producer/s':>10}  ratio")
+    for name, msgs, secs, producer, ratio in rows:
+        shown = f"{producer:>10,.0f}" if producer else f"{'':>10}"
+        print(f"{name:45} {msgs:>9,} {secs:>7.2f} {msgs / secs:>9,.0f} {shown}  {ratio}".rstrip())
 
 
 if __name__ == "__main__":

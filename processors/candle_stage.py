@@ -33,13 +33,20 @@ from processors.tickers import (
     TickerAggregator,
     TickerState,
 )
-from processors.trade_parsing import DecodeError, Trade, decode_ticker, decode_trade
+from processors.trade_parsing import (
+    DecodeError,
+    Trade,
+    decode_ticker,
+    decode_trade,
+    decode_trade_batch,
+)
 from processors.window_state import restore_windows, snapshot_windows
 from processors.windowing import window_label
 from transports import Envelope
 
+TRADE_TOPIC = "binance.trade"
 AGG_TRADE_TOPIC = "binance.aggTrade"
-TRADE_TOPICS = ("binance.trade", AGG_TRADE_TOPIC)
+TRADE_TOPICS = (TRADE_TOPIC, AGG_TRADE_TOPIC)
 #: A trade stamped further ahead of this processor's clock is refused ("future_time"): one such
 #: record written straight to a topic would push the watermark forward and make every later
 #: trade late. The past is fine (replays of old recordings).
@@ -97,6 +104,9 @@ class TradeStreamChoice:
     def choose(self, trades: list[Trade], aggregate: list[bool]) -> list[bool]:
         """For each trade (``aggregate``: it came from the aggTrade stream), fold it?"""
         covered, from_trades = self._agg_covered, self._trade_stream
+        if not covered and not any(aggregate):  # trades only, no aggTrade ever folded: all in
+            from_trades.update({trade[0] for trade in trades})
+            return [True] * len(trades)
         out: list[bool] = []
         for trade, is_agg in zip(trades, aggregate, strict=True):
             symbol = trade.symbol
@@ -185,6 +195,10 @@ class CandleStage(Stage):
         dead = self.dead_letters
         add_trade, add_env = trades.append, trade_envs.append
         future_limit_ms = time.time_ns() // 1_000_000 + MAX_FUTURE_MS
+        if batch and all(env.topic == TRADE_TOPIC for env in batch):
+            fast = decode_trade_batch([env.value for env in batch], future_limit_ms)
+            if fast is not None:  # the common batch: trades only, every one well-formed
+                trades, trade_envs, batch = fast, batch, []
         for env in batch:
             topic = env.topic
             try:

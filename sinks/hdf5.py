@@ -117,9 +117,11 @@ log = logging.getLogger("sinks.hdf5")
 Compression = Literal["gzip"] | None
 
 DEFAULT_CHUNK_ROWS = 8192
-#: Chunks of wide rows (dead letters, tweets) are capped near this size; HDF5's default chunk
-#: cache is 1 MiB per dataset and a chunk that does not fit is re-read on every partial write.
-TARGET_CHUNK_BYTES = 512 * 1024
+#: Chunks of wide rows (dead letters, tweets, trades) are capped near this size. With no chunk
+#: cache (below), every checkpoint re-reads, re-inflates and re-deflates the table's last, partly
+#: filled chunk, so a smaller chunk costs less per checkpoint (measured with the pipeline
+#: benchmark's checkpoint cadence); much smaller ones compress worse.
+TARGET_CHUNK_BYTES = 256 * 1024
 #: No raw-data chunk cache: every flush writes its chunks straight through. With a cache, a failed
 #: write (disk full) leaves dirty chunks that HDF5 2.0 can neither flush nor drop, and closing the
 #: file then crashes the process (segfault at exit); measured cost: see benchmarks/test_bench_hdf5.
@@ -135,6 +137,16 @@ def describe_error(exc: BaseException) -> str:
     if message:
         return f"{message.group(1)}" + (f" (errno {errno.group(1)})" if errno else "")
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _join_rows(parts: list[np.ndarray]) -> np.ndarray:
+    """One array of the parts (one table's dtype): their bytes joined. ``np.concatenate`` of
+    structured arrays promotes the dtype in Python per part, which made a checkpoint after many
+    small batches cost more than writing its rows."""
+    dtype = parts[0].dtype
+    if any(part.dtype != dtype for part in parts):  # not from one converter: numpy decides
+        return np.concatenate(parts)
+    return np.frombuffer(b"".join([np.ascontiguousarray(part) for part in parts]), dtype=dtype)
 
 
 class SinkError(UserError):
@@ -333,7 +345,7 @@ class Hdf5Sink:
         for name, parts in self._buffers.items():
             if not parts:
                 continue
-            rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            rows = parts[0] if len(parts) == 1 else _join_rows(parts)
             ds = self._datasets[name]
             start = counts[name]
             ds.resize((start + len(rows),))

@@ -64,7 +64,7 @@ from hypothesis import strategies as st
 from harness.dead_letters import DeadLetters
 from processors.depth_parsing import decode_depth
 from processors.sentiment import decode_tweet
-from processors.trade_parsing import DecodeError, decode_ticker, decode_trade
+from processors.trade_parsing import DecodeError, decode_ticker, decode_trade, decode_trade_batch
 from producers.binance.schema import (
     BinanceDecoder,
     ControlReply,
@@ -261,6 +261,7 @@ def test_processor_decoders_raise_only_decode_errors(case: tuple[bytes, dict[str
     _raw, data = case
     value = json.dumps(data).encode()
     _decoder_outcome(decode_trade, value, DECODE_KINDS)
+    _batch_agrees_with_single_values(value)
     _decoder_outcome(decode_ticker, value, DECODE_KINDS)
     _decoder_outcome(decode_tweet, value, TWEET_DECODE_KINDS)
     _decoder_outcome(lambda v: decode_depth(v, START_MS), value, DECODE_KINDS)
@@ -326,6 +327,22 @@ def test_named_bad_trade_inputs_have_the_documented_outcome(
 ) -> None:
     assert _binance_outcome(_frame_bytes(data)) == producer
     assert _decoder_outcome(decode_trade, json.dumps(data).encode(), DECODE_KINDS) == processor
+    _batch_agrees_with_single_values(json.dumps(data).encode())
+
+
+def _batch_agrees_with_single_values(value: bytes) -> None:
+    """The candle stage's batch fast path accepts a batch only if every value in it gets the
+    very same Trade one by one; a value the single path refuses sends the batch there."""
+    good = json.dumps(_trade()).encode()
+    batch = [good, value, good]
+    singles = []
+    for v in batch:
+        try:
+            singles.append(decode_trade(v))
+        except DecodeError:
+            singles.append(None)
+    fast = decode_trade_batch(batch, max_time_ms=START_MS + 3_600_000)
+    assert fast is None or fast == singles, (value, fast, singles)
 
 
 def test_unknown_fields_are_accepted_and_counted() -> None:

@@ -331,3 +331,17 @@ def test_file_of_an_older_sink_layout_is_refused_in_one_line(tmp_path: Path) -> 
 def test_columns_other_readers_could_not_read_are_refused(tmp_path: Path, column: tuple) -> None:
     with pytest.raises(SinkError, match=r"stored portably|big-endian"):
         Hdf5Sink(tmp_path / "x.h5", {"t": np.dtype([column])})
+
+
+def test_rows_appended_in_many_parts_are_written_in_order(tmp_path: Path) -> None:
+    """Arrays, a slice of one (not contiguous) and row tuples, joined at one checkpoint."""
+    path = tmp_path / "parts.h5"
+    every_other = _candles(8, start=10)[::2]
+    tuples = [tuple(row) for row in _candles(2, start=20)]
+    with Hdf5Sink(path, TABLES) as sink:
+        sink.append("candles_1m", _candles(3))
+        sink.append("candles_1m", every_other)
+        sink.append("candles_1m", tuples)
+        sink.flush()
+    expected = np.concatenate([_candles(3), every_other, _candles(2, start=20)])
+    np.testing.assert_array_equal(read_table(path, "candles_1m"), expected)

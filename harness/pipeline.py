@@ -167,7 +167,7 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
             "candles",
             [*h, "process", "candles", "--transport", urls["market"][1],
              "--output", str(out / "market.h5"), "--windows", cfg.windows,
-             *_end_options(cfg), "--quiet",
+             *end_options(1, cfg.end_grace_s), "--quiet",
              "--summary-json", str(logs / "candles.json"),
              *(["--with-depth"] if wants_depth(cfg.streams) else [])],
             logs / "candles.log", logs / "candles.json",
@@ -179,7 +179,7 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
                 "sentiment",
                 [*h, "process", "sentiment", "--transport", urls["tweets"][1],
                  "--output", str(out / "sentiment.h5"), "--windows", cfg.windows,
-                 *_end_options(cfg), "--quiet",
+                 *end_options(1, cfg.end_grace_s), "--quiet",
                  "--summary-json", str(logs / "sentiment.json")],
                 logs / "sentiment.log", logs / "sentiment.json",
             )
@@ -212,9 +212,10 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
     return children
 
 
-def _end_options(cfg: PipelineConfig) -> list[str]:
-    """Each processor reads one producer: it stops when that one's announced end is complete."""
-    return ["--end-after-producers", "1", "--end-grace", str(cfg.end_grace_s)]
+def end_options(producers: int, grace_s: float) -> list[str]:
+    """``harness process`` stops once ``producers`` announced their end and all of it arrived
+    (or ``grace_s`` after the last announcement), never on a quiet spell."""
+    return ["--end-after-producers", str(producers), "--end-grace", str(grace_s)]
 
 
 def wants_depth(streams: str) -> bool:

@@ -214,6 +214,26 @@ def test_resume_cuts_rows_after_the_last_checkpoint_and_returns_positions(tmp_pa
         assert snap.metadata["resumes"][0]["dropped_rows"] == {"candles_1m": 4}
 
 
+def test_resume_waits_for_a_reader_that_holds_the_file_for_a_moment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader's open takes HDF5's shared file lock, and a writer's open fails while it is held.
+    Resume waits for it (a processor restarted while the chaos harness or a notebook reads the
+    file) instead of failing, or of rebuilding a file that needed no rebuild."""
+    path = tmp_path / "r.h5"
+    with Hdf5Sink(path, TABLES) as sink:
+        sink.append("candles_1m", _candles(2))
+    with subprocess.Popen(
+        [sys.executable, "-c", "import h5py, sys, time\n"
+         f"f = h5py.File({str(path)!r}, 'r'); print('open', flush=True); time.sleep(3)"],
+        stdout=subprocess.PIPE, text=True,
+    ) as reader:
+        assert reader.stdout is not None and reader.stdout.readline() == "open\n"
+        Hdf5Sink.open_for_resume(path, TABLES).close()
+    assert "rebuild" not in caplog.text
+    assert len(read_table(path, "candles_1m")) == 2
+
+
 def test_open_for_resume_creates_a_missing_file_and_refuses_other_schemas(tmp_path: Path) -> None:
     path = tmp_path / "new.h5"
     sink = Hdf5Sink.open_for_resume(path, TABLES)

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 import pytest
 
-from producers.recording import RecordingWriter
+from core.recording import RecordingWriter
 from sinks.hdf5_schema import CHECKPOINTS, valid_checkpoint
 from transports.brokers import free_tcp_port, make_broker
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
+from core.recording import RecordingWriter, paced, read_recording
 from producers.binance.service import BinancePipeline, run_frames
 from producers.binance.synthetic import SyntheticMarket
-from producers.recording import RecordingWriter, paced, read_recording
 from producers.run_control import StopAfter
 from transports import open_transport
 

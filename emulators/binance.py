@@ -57,9 +57,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from core.recording import read_recording
 from emulators.binance_depth import EmulatedDepth, is_depth_stream
 from producers.binance.synthetic import SUPPORTED_STREAM_TYPES, SyntheticMarket
-from producers.recording import read_recording
 
 log = logging.getLogger("emulators.binance")
 

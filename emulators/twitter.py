@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from producers.recording import read_recording
+from core.recording import read_recording
 from producers.twitter.schema import TweetRejected, decode_body
 from producers.twitter.synthetic import (
     SyntheticTweet,

@@ -13,9 +13,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from core.errors import UserError
+from core.settings import OneLineParser, SettingError
 from harness import profiling
-from harness.errors import UserError
-from harness.settings import OneLineParser, SettingError
 from transports.base import TransportError
 
 COMMANDS: tuple[str, ...] = (

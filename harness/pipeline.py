@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from core.errors import UserError
 from harness.lifeline import StopRequest, die_with_parent
 from transports.brokers import free_tcp_port, make_broker
 from transports.brokers.registry import lookup as announced_broker

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from harness.errors import UserError
+from core.errors import UserError
 
 RUNS = "runs"
 LATEST = "latest"

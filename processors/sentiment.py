@@ -39,13 +39,13 @@ import vaderSentiment
 from nltk.sentiment.vader import SentimentIntensityAnalyzer
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer as VaderSentimentAnalyzer
 
-from harness.dead_letters import DeadLetters
+from core.binance_limits import INT64_MAX
+from core.dead_letters import DeadLetters
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
 from processors.coins import CoinTagger
 from processors.text import TweetPreprocessor
 from processors.trade_parsing import DecodeError
 from processors.windowing import LateEvent, PanedWindows
-from producers.binance.limits import INT64_MAX
 
 POSITIVE_THRESHOLD = 0.05
 NEGATIVE_THRESHOLD = -0.05

@@ -7,7 +7,7 @@ below 1e9), and sums over a day of trades lose ~1e-12 relative, far below a tick
 strings stay in the raw trades table, which a sink writes from the envelope itself.
 
 The producer already validates frames; we check again, with the same rules
-(``producers.binance.limits``), because a processor must not trust a topic anyone can write to:
+(``core.binance_limits``), because a processor must not trust a topic anyone can write to:
 a ``NaN`` or negative price would silently poison a whole candle, and an id of 2**63 would stop
 the processor at its int64 column, on Kafka at every restart. Decimals must be the plain
 strings Binance sends (``float`` alone would take ``"1_000"``, ``" 1 "`` or ``"1e3"``).
@@ -20,14 +20,14 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from harness.dead_letters import DeadLetters
-from producers.binance.limits import (
+from core.binance_limits import (
     INT64_MAX,
     MAX_TIME_MS,
     POSITIVE_DECIMAL,
     SIGNED_DECIMAL,
     SymbolCheck,
 )
+from core.dead_letters import DeadLetters
 
 _SYMBOLS = SymbolCheck()
 

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from harness.errors import UserError
+from core.errors import UserError
 
 S = TypeVar("S")  # per-key aggregate state
 E = TypeVar("E")  # one input event

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO, TypeVar
 from transports.base import Publisher, PublishInterrupted, TransportError
 
 if TYPE_CHECKING:
-    from harness.heartbeat import Heartbeat
+    from core.heartbeat import Heartbeat
 
 T = TypeVar("T")
 #: How long a producer that stops cleanly may take to announce the end of its streams (a PUSH
@@ -211,7 +211,7 @@ def paced(
 class ProgressReporter:
     """Prints one line every ``every_s`` seconds (and a final one) to stderr; never per message.
 
-    With a ``heartbeat`` (``harness.heartbeat.Heartbeat``) it also keeps the service's liveness
+    With a ``heartbeat`` (``core.heartbeat.Heartbeat``) it also keeps the service's liveness
     file fresh: the main loop's ticks are what the compose healthcheck sees.
     """
 

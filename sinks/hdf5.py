@@ -75,8 +75,8 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
-from harness.dead_letters import DeadLetter
-from harness.errors import UserError
+from core.dead_letters import DeadLetter
+from core.errors import UserError
 from sinks.hdf5_checkpoint import Checkpoint, checkpoint_tables
 from sinks.hdf5_layout import (
     LIBVER,

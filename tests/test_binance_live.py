@@ -17,8 +17,8 @@ import orjson
 import pytest
 from test_binance_helpers import CollectingPublisher
 
+from core.dead_letters import DeadLetters
 from emulators.binance import BinanceEmulator
-from harness.dead_letters import DeadLetters
 from producers.binance.live import BinanceLiveClient, BinanceRequestError, LiveConfig
 from producers.binance.service import BinancePipeline, run_live
 from producers.run_control import StopAfter

@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 from test_binance_helpers import CollectingPublisher
 
-from harness.dead_letters import DeadLetters, JsonlDeadLetterStore, read_jsonl_dead_letters
+from core.dead_letters import DeadLetters, JsonlDeadLetterStore, read_jsonl_dead_letters
+from core.recording import RecordedFrame, RecordingWriter, paced, read_recording
 from producers.binance.service import BinancePipeline, run_frames
 from producers.binance.synthetic import SyntheticMarket
-from producers.recording import RecordedFrame, RecordingWriter, paced, read_recording
 from producers.run_control import StopAfter
 
 START_MS = 1_723_456_789_000

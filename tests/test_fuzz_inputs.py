@@ -61,7 +61,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from processors.depth_parsing import decode_depth
 from processors.sentiment import decode_tweet
 from processors.trade_parsing import DecodeError, decode_ticker, decode_trade

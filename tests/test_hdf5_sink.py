@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from harness.dead_letters import DeadLetters
-from harness.errors import UserError
+from core.dead_letters import DeadLetters
+from core.errors import UserError
 from sinks.hdf5 import Hdf5Sink, SinkClosedError, SinkError
 from sinks.hdf5_layout import TableLayout, write_rows
 from sinks.hdf5_reader import open_snapshot, read_frame, read_table

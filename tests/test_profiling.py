@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from core.errors import UserError
 from harness import cli, profiling
-from harness.errors import UserError
 from harness.profiling_analysis import category_of, verdict
 from transports import open_transport
 

@@ -25,9 +25,9 @@ import orjson
 import pytest
 import zmq
 
+from core.recording import RecordingWriter
 from harness.pipeline import row_counts
 from producers.binance.synthetic import SyntheticMarket
-from producers.recording import RecordingWriter
 from transports.base import END_HEADER
 from transports.embedded_broker import free_tcp_port
 from transports.framing import encode_frame

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from harness.settings import Setting, SettingError, add_settings, describe, redacted, resolve
+from core.settings import Setting, SettingError, add_settings, describe, redacted, resolve
 from transports.url import parse_bool, redact_url
 
 SETTINGS = [

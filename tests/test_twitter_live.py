@@ -10,9 +10,9 @@ import orjson
 import pytest
 from test_twitter_support import ListPublisher, ids_of
 
+from core.dead_letters import DeadLetters
+from core.errors import UserError
 from emulators.twitter import TwitterEmulator
-from harness.dead_letters import DeadLetters
-from harness.errors import UserError
 from producers.run_control import StopAfter
 from producers.twitter.live import ApiCaller, ApiCounters, FilteredStream, SearchPoller, make_client
 from producers.twitter.service import TweetPipeline, run

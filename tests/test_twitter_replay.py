@@ -7,9 +7,9 @@ from pathlib import Path
 
 from test_twitter_support import ListPublisher
 
+from core.dead_letters import DeadLetters
+from core.recording import RecordingWriter, read_recording
 from emulators.twitter import TwitterEmulator
-from harness.dead_letters import DeadLetters
-from producers.recording import RecordingWriter, read_recording
 from producers.run_control import StopAfter
 from producers.twitter.command import replay_frames
 from producers.twitter.live import ApiCaller, ApiCounters, SearchPoller, make_client

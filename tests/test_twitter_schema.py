@@ -6,7 +6,7 @@ import orjson
 import pytest
 from test_twitter_support import ListPublisher
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from producers.twitter.schema import (
     Frame,
     TweetRejected,

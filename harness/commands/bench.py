@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.settings import Setting, add_settings, folder_path, redacted, resolve
+from core.errors import UserError
+from core.settings import Setting, add_settings, folder_path, redacted, resolve
 from transports.brokers import ENGINES
 from transports.url import redact_argv
 

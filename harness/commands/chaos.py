@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.settings import (
+from core.errors import UserError
+from core.settings import (
     Setting,
     add_settings,
     describe,

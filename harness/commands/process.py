@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 #: Modules exposing ``register(subparsers)`` for ``harness process <kind>``.
-PROCESSORS: tuple[str, ...] = ("processors.command",)
+PROCESSORS: tuple[str, ...] = ("stages.command",)
 
 
 def register(sub: Any) -> None:

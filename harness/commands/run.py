@@ -10,10 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.pipeline import Child, PipelineConfig, row_counts, run_pipeline
-from harness.pipeline_report import render_table
-from harness.run_history import run_folder
-from harness.settings import (
+from core.settings import (
     Setting,
     add_settings,
     describe,
@@ -23,6 +20,9 @@ from harness.settings import (
     positive_float,
     resolve,
 )
+from harness.pipeline import Child, PipelineConfig, row_counts, run_pipeline
+from harness.pipeline_report import render_table
+from harness.run_history import run_folder
 from harness.text_table import wrap
 from harness.verdict import pipeline_verdict
 from transports.url import parse_bool

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.dead_letters import DeadLetters
-from harness.errors import UserError
-from harness.heartbeat import Heartbeat
-from harness.run_history import expand_output
-from harness.settings import (
+from core.dead_letters import DeadLetters
+from core.errors import UserError
+from core.heartbeat import Heartbeat
+from core.recording import RecordedFrame, RecordingWriter, paced, read_recording
+from core.settings import (
     Setting,
     add_settings,
     describe,
@@ -28,6 +28,7 @@ from harness.settings import (
     positive_int,
     resolve,
 )
+from harness.run_history import expand_output
 from producers.binance.live import (
     DEFAULT_ENDPOINT,
     BinanceLiveClient,
@@ -44,7 +45,6 @@ from producers.binance.service import (
 )
 from producers.binance.synthetic import SyntheticMarket
 from producers.binance.topics import is_diff_depth_stream, stream_names
-from producers.recording import RecordedFrame, RecordingWriter, paced, read_recording
 from producers.run_control import (
     PaceTracker,
     ProgressReporter,

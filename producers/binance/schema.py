@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from producers.binance.limits import (
+from core.binance_limits import (
     INT64_MAX,
     MAX_TIME_MS,
     POSITIVE_DECIMAL,

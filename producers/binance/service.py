@@ -22,7 +22,8 @@ from pathlib import Path
 
 import orjson
 
-from harness.dead_letters import DeadLetters, JsonlDeadLetterStore
+from core.dead_letters import DeadLetters, JsonlDeadLetterStore
+from core.recording import RecordedFrame, RecordingWriter
 from producers.binance.live import BinanceLiveClient, BinanceRequestError
 from producers.binance.schema import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -34,7 +35,6 @@ from producers.binance.schema import (
     ValidationError,
     parse_frame,
 )
-from producers.recording import RecordedFrame, RecordingWriter
 from producers.run_control import ProgressReporter, StopAfter
 from transports.base import Headers, MessageTooLargeError, Publisher
 

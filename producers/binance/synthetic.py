@@ -8,7 +8,7 @@ Quantities are lognormal (median 0.00067 BTC, p99 ~0.32, capped at 10), buyer-is
 trade time T 0-2 ms before E, trade ids strictly increasing per symbol.
 
 The generator yields ``RecordedFrame(recv_ns, raw)`` exactly like a recording, so the producer
-paces it with ``producers.recording.paced`` (1x: timestamps follow the wall clock at ``rate``
+paces it with ``core.recording.paced`` (1x: timestamps follow the wall clock at ``rate``
 trades/s; 0: as fast as possible) and the same seed and start time give byte-identical frames.
 Ticker/kline statistics are computed from the generated trades since the start (not a real
 24 h window): shape-correct, values self-consistent.
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from core.recording import RecordedFrame
 from producers.binance.synthetic_depth import DEPTH_STREAM_TYPES, TICK_MS, SyntheticDepth
 from producers.binance.topics import event_for_stream_type
-from producers.recording import RecordedFrame
 
 MEAN_TRADES_PER_S = 30.6
 MAX_FILLS = 800

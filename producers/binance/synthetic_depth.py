@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from producers.recording import RecordedFrame
+from core.recording import RecordedFrame
 
 TICK_MS = 100
 MEDIAN_CHANGES = 9

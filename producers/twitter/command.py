@@ -23,11 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.dead_letters import DeadLetters, JsonlDeadLetterStore
-from harness.errors import UserError
-from harness.heartbeat import Heartbeat
-from harness.run_history import expand_output
-from harness.settings import (
+from core.dead_letters import DeadLetters, JsonlDeadLetterStore
+from core.errors import UserError
+from core.heartbeat import Heartbeat
+from core.recording import RecordingWriter, paced, read_recording
+from core.settings import (
     Setting,
     add_settings,
     describe,
@@ -40,7 +40,7 @@ from harness.settings import (
     positive_int,
     resolve,
 )
-from producers.recording import RecordingWriter, paced, read_recording
+from harness.run_history import expand_output
 from producers.run_control import (
     PaceTracker,
     ProgressReporter,

@@ -26,7 +26,7 @@ import orjson
 import requests
 import tweepy
 
-from harness.errors import UserError
+from core.errors import UserError
 from producers.run_control import StopAfter
 from producers.twitter.routing import redact_in_loggers, route_session
 from producers.twitter.schema import Frame

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from harness.dead_letters import DeadLetters
-from producers.recording import RecordingWriter
+from core.dead_letters import DeadLetters
+from core.recording import RecordingWriter
 from producers.run_control import ProgressReporter, StopAfter
 from producers.twitter.schema import (
     MAX_TWEET_BYTES,

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.heartbeat import Heartbeat
-from harness.run_history import expand_output
-from harness.settings import (
+from core.heartbeat import Heartbeat
+from core.settings import (
     Setting,
     add_settings,
     describe,
@@ -27,11 +26,12 @@ from harness.settings import (
     redacted,
     resolve,
 )
+from harness.run_history import expand_output
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
-from processors.stage_runner import RunLimits, StageSummary, run_stage
+from stages.runner import RunLimits, StageSummary, run_stage
 from transports.url import parse_bool
 
-log = logging.getLogger("processors.command")
+log = logging.getLogger("stages.command")
 
 DEFAULT_ENDPOINTS = {"candles": "zmq+tcp://127.0.0.1:5555", "sentiment": "zmq+tcp://127.0.0.1:5556",
                      "depth": "zmq+tcp://127.0.0.1:5555"}
@@ -83,22 +83,22 @@ def _make_stage(kind: str, values: dict[str, Any]) -> Any:
     windows = parse_csv(values["windows"])
     grace = values["grace_ms"]
     if kind == "depth":
-        from processors.depth_stage import DepthStage
+        from stages.depth import DepthStage
 
         return DepthStage
     if kind == "candles" and values["with_depth"]:
-        from processors.candle_stage import CandleStage
-        from processors.combined_stage import CombinedStage
-        from processors.depth_stage import DepthStage
+        from stages.candles import CandleStage
+        from stages.combined import CombinedStage
+        from stages.depth import DepthStage
 
         return lambda dead: CombinedStage(
             dead, [CandleStage(dead, windows, grace), DepthStage(dead)]
         )
     if kind == "candles":
-        from processors.candle_stage import CandleStage
+        from stages.candles import CandleStage
 
         return lambda dead: CandleStage(dead, windows, grace)
-    from processors.sentiment_stage import SentimentStage
+    from stages.sentiment import SentimentStage
 
     return lambda dead: SentimentStage(dead, windows, grace)
 

@@ -19,7 +19,7 @@ from typing import IO
 
 import orjson
 
-from harness.errors import UserError
+from core.errors import UserError
 from producers.run_control import PaceTracker
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from processors.candles import (
     CANDLE_DTYPE,
     DEFAULT_GRACE_MS,
@@ -25,7 +25,6 @@ from processors.candles import (
     CandleAggregator,
     CandleState,
 )
-from processors.stage_runner import Rows, Stage
 from processors.tickers import (
     BOOK_TICKER_SPEC,
     LATE_TICKER_DTYPE,
@@ -36,6 +35,7 @@ from processors.tickers import (
 from processors.trade_parsing import DecodeError, Trade, decode_ticker, decode_trade
 from processors.window_state import restore_windows, snapshot_windows
 from processors.windowing import window_label
+from stages.runner import Rows, Stage
 from transports import Envelope
 
 AGG_TRADE_TOPIC = "binance.aggTrade"

@@ -15,12 +15,18 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import orjson
 
 from core.errors import UserError
-from producers.run_control import PaceTracker
+
+
+class PaceObserver(Protocol):
+    """What ``paced`` reports each frame to (``producers.run_control.PaceTracker``): the
+    recording format stays below the producers and the emulators that both read it."""
+
+    def item(self, intended_offset_ns: float | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +89,7 @@ def read_recording(path: Path, tolerant: bool = True) -> Iterator[RecordedFrame]
 
 
 def paced(
-    frames: Iterator[RecordedFrame], speed: float, tracker: PaceTracker | None = None
+    frames: Iterator[RecordedFrame], speed: float, tracker: PaceObserver | None = None
 ) -> Iterator[RecordedFrame]:
     """Yield frames at ``speed`` x their recorded pace; ``speed <= 0`` means as fast as possible.
 

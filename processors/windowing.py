@@ -30,8 +30,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from core.errors import UserError
-
 S = TypeVar("S")  # per-key aggregate state
 E = TypeVar("E")  # one input event
 
@@ -41,8 +39,9 @@ _WINDOW_RE = re.compile(r"(\d{1,9})(ms|s|m|h|d)")
 NO_WATERMARK = -(2**62)
 
 
-class WindowSpecError(UserError, ValueError):
-    """A window spec such as ``"90x"`` that cannot be turned into a size in milliseconds."""
+class WindowSpecError(ValueError):
+    """A window spec such as ``"90x"`` that cannot be turned into a size in milliseconds (the
+    command that read it turns it into its one-line user error)."""
 
 
 def parse_window(spec: str | int) -> int:

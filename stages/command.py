@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.heartbeat import Heartbeat
+from core.output_paths import expand_output
 from core.settings import (
     Setting,
     add_settings,
@@ -21,15 +22,15 @@ from core.settings import (
     non_empty_path,
     non_negative_float,
     non_negative_int,
+    parse_bool,
     parse_csv,
     positive_float,
     redacted,
     resolve,
 )
-from harness.run_history import expand_output
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
+from processors.windowing import parse_windows
 from stages.runner import RunLimits, StageSummary, run_stage
-from transports.url import parse_bool
 
 log = logging.getLogger("stages.command")
 
@@ -50,7 +51,8 @@ def settings_for(kind: str) -> list[Setting]:
                 parse=non_empty_path),
         Setting("group", None, "Kafka consumer group to share work (default: read all "
                 "partitions by assignment and resume from the file's positions)"),
-        Setting("windows", ",".join(DEFAULT_WINDOWS), "tumbling window sizes", parse=str),
+        Setting("windows", ",".join(DEFAULT_WINDOWS), "tumbling window sizes",
+                parse=window_list),
         Setting("grace_ms", DEFAULT_GRACE_MS, "watermark grace period in ms",
                 parse=non_negative_int),
         Setting("flush_interval", 1.0, "seconds between checkpoints (rows+positions)",
@@ -113,13 +115,17 @@ def _progress(summary: StageSummary) -> None:
     )
 
 
+def window_list(text: str) -> str:
+    """``--windows`` checked as it is read: a bad size is a one-line error before anything
+    connects (``WindowSpecError`` is a ValueError, which settings turn into that line)."""
+    parse_windows(parse_csv(text))
+    return text
+
+
 def run(kind: str, args: argparse.Namespace) -> int:
     specs = settings_for(kind)
     values = resolve(args, specs)
     print(f"harness process {kind}: " + "; ".join(describe(values, specs)), file=sys.stderr)
-    from processors.windowing import parse_windows
-
-    parse_windows(parse_csv(values["windows"]))  # a bad window: one-line error before connecting
     output = Path(expand_output(str(values["output"]), values["transport"]))
     summary = run_stage(
         _make_stage(kind, values),

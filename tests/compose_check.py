@@ -28,9 +28,10 @@ from typing import Any
 
 import yaml
 
+from core.settings import parse_bool
 from transports import backend_class
 from transports.base import TransportError
-from transports.url import Option, parse_bool, parse_url
+from transports.url import Option, parse_url
 
 #: The image every harness service runs (built from the repository's Dockerfile).
 HARNESS_IMAGE = "dual-transport-harness"

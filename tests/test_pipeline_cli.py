@@ -79,6 +79,16 @@ def test_bad_transport_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "command", [["run", "--output-dir"], ["process", "candles", "--output"]], ids=["run", "process"]
+)
+def test_a_bad_window_is_a_one_line_error(tmp_path: Path, command: list[str]) -> None:
+    done = harness(tmp_path, *command, str(tmp_path / "o"), "--windows", "1s,90x", timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert "90x" in done.stderr.strip().splitlines()[-1] and "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def short_run(cwd: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return harness(cwd, "run", "--transport", "zmq", "--duration", "1", "--no-twitter",
                    "--output-dir", str(out), *extra)

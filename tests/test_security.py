@@ -422,7 +422,7 @@ def test_secrets_in_the_command_line_never_reach_the_hdf5_file(tmp_path: Path) -
 
 
 def test_redact_argv_hides_every_secret_form() -> None:
-    from transports.url import redact_argv
+    from core.redaction import redact_argv
 
     argv = ["harness", "produce", "twitter", "--bearer-token", "AAA-tok", "--x-password=pw1",
             "--transport", "kafka://u:pw2@h:9092?sasl_password=pw3&acks=all"]

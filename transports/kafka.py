@@ -51,6 +51,8 @@ with warnings.catch_warnings():
     from kafka.errors import KafkaError, TopicAlreadyExistsError
     from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from core.redaction import redact_url
+from core.settings import parse_bool
 from transports.base import (
     CLOSE_TIMEOUT_S,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -68,7 +70,7 @@ from transports.base import (
 from transports.brokers import ENGINES, Broker, make_broker
 from transports.brokers.registry import lookup as announced_broker
 from transports.framing import META_HEADER, FrameError, decode_meta, encode_meta
-from transports.url import Option, choice, parse_bool, parse_url, redact_url
+from transports.url import Option, choice, parse_url
 
 log = logging.getLogger("transports.kafka")
 

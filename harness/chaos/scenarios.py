@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from core.redaction import redact_url
 from harness.chaos.accounting import Accounting, account, trade_rows
 from harness.chaos.processes import (
     Stage,
@@ -29,7 +30,6 @@ from harness.chaos.processes import (
 )
 from harness.pipeline import end_options
 from transports.brokers import ApacheKafkaBroker, ApacheKafkaCluster, Broker
-from transports.url import redact_url
 
 
 @dataclass

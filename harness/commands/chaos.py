@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
+from core.redaction import redact_argv
 from core.settings import (
     Setting,
     add_settings,
@@ -19,7 +20,6 @@ from core.settings import (
     positive_int,
     resolve,
 )
-from transports.url import redact_argv
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("scenarios", [], "comma-separated scenarios (default: all)", parse=parse_csv),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
+from producers.binance import command as binance_command
+from producers.twitter import command as twitter_command
+
 #: Modules exposing ``register(subparsers)`` for ``harness produce <source>``.
-SOURCES: tuple[str, ...] = ("producers.binance.command", "producers.twitter.command")
+SOURCES = (binance_command, twitter_command)
 
 
 def register(sub: Any) -> None:
@@ -15,5 +17,5 @@ def register(sub: Any) -> None:
         "produce", help="run a producer (binance or twitter): live, replay, synthetic or record"
     )
     sources = parser.add_subparsers(dest="source_name", metavar="SOURCE", required=True)
-    for module_name in SOURCES:
-        importlib.import_module(module_name).register(sources)
+    for source in SOURCES:
+        source.register(sources)

@@ -14,6 +14,7 @@ from typing import Any
 from core.dead_letters import DeadLetters
 from core.errors import UserError
 from core.heartbeat import Heartbeat
+from core.output_paths import expand_output
 from core.recording import RecordedFrame, RecordingWriter, paced, read_recording
 from core.settings import (
     Setting,
@@ -28,7 +29,6 @@ from core.settings import (
     positive_int,
     resolve,
 )
-from harness.run_history import expand_output
 from producers.binance.live import (
     DEFAULT_ENDPOINT,
     BinanceLiveClient,

@@ -26,6 +26,7 @@ from typing import Any
 from core.dead_letters import DeadLetters, JsonlDeadLetterStore
 from core.errors import UserError
 from core.heartbeat import Heartbeat
+from core.output_paths import expand_output
 from core.recording import RecordingWriter, paced, read_recording
 from core.settings import (
     Setting,
@@ -40,7 +41,6 @@ from core.settings import (
     positive_int,
     resolve,
 )
-from harness.run_history import expand_output
 from producers.run_control import (
     PaceTracker,
     ProgressReporter,

@@ -27,10 +27,10 @@ import requests
 import tweepy
 
 from core.errors import UserError
+from core.redaction import redact_text
 from producers.run_control import StopAfter
 from producers.twitter.routing import redact_in_loggers, route_session
 from producers.twitter.schema import Frame
-from transports.url import redact_text
 
 log = logging.getLogger("producers.twitter.live")
 

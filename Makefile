@@ -30,6 +30,7 @@ bench: $(STAMP)
 
 ## pytest-benchmark micro benchmarks, saved for `pytest-benchmark compare`.
 bench-micro: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m pytest benchmarks/ --benchmark-autosave --benchmark-json=results/micro.json
 
 ## JupyterLab on notebooks/ (installs the `notebooks` extra once).

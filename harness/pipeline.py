@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,7 +325,3 @@ def _run_until_done(
         _wait(1.0, stop)
         if stop.requested:
             break
-
-
-def stage_names(children: Sequence[Child]) -> list[str]:
-    return [c.name for c in children]

@@ -243,10 +243,6 @@ def shares(seconds: Mapping[str, float], wall_s: float) -> dict[str, float]:
     return {name: value / wall for name, value in seconds.items()}
 
 
-def top_items(values: Mapping[str, float], limit: int) -> list[list[Any]]:
-    return [[name, round(v, 6)] for name, v in sorted(values.items(), key=lambda i: -i[1])[:limit]]
-
-
 def _short(filename: str) -> str:
     if filename.startswith(REPO_DIR):
         return filename[len(REPO_DIR):]

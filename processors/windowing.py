@@ -102,14 +102,6 @@ class LateEvent(Generic[E]):
     event: E
 
 
-@dataclass(slots=True)
-class WindowOutput(Generic[S, E]):
-    """What one batch produced: closed windows (key, size, start, state) and late events."""
-
-    closed: list[tuple[str, int, int, S]]
-    late: list[LateEvent[E]]
-
-
 class PanedWindows(abc.ABC, Generic[S, E]):
     """Watermark, panes, window states, closing and late detection; subclasses define the state.
 

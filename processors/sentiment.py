@@ -13,8 +13,8 @@ their descriptions from the package's ``emoji_utf8_lexicon.txt``, as vaderSentim
 that, compound scores equal vaderSentiment's (tests/test_sentiment.py measures it) except
 where "no" precedes a rated word: nltk's port predates vaderSentiment 3.3's "no" rules, so
 "no good news" scores +0.18 in nltk and -0.34 in vaderSentiment, "No problem at all" -0.60 vs
-+0.31. vaderSentiment is right on those; ``engine="vadersentiment"`` selects it (similar speed
-here: ~11 k tweets/s for scoring alone, benchmarks/test_bench_sentiment.py).
++0.31. vaderSentiment is right on those; ``engine="vadersentiment"`` selects it (both
+engines' speed: README, "Stages", from benchmarks/test_bench_sentiment.py).
 neg/neu/pos differ by up to ~0.06 between the two (different normalisation).
 
 Aggregates per coin per window (count, mean compound, share positive ``compound >= 0.05``,

@@ -65,10 +65,9 @@ _KAFKA_FIXTURES = {"session_broker", "kafka_bootstrap", "kafka_engine", "kafka_u
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that talks to a Kafka broker carries the ``kafka`` mark, whether it asks for
-    the session broker or names a Kafka transport in its parameters, so ``make test-fast``
+    the session broker or names Kafka (in its name or parameters), so ``make test-fast``
     (``-m "not slow and not kafka"``) leaves out the JVM starts without a list to keep."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        params = getattr(getattr(item, "callspec", None), "id", "")
-        if names & _KAFKA_FIXTURES or "kafka" in params.lower():
+        if names & _KAFKA_FIXTURES or "kafka" in item.name.lower():
             item.add_marker(pytest.mark.kafka)

@@ -380,6 +380,7 @@ def _drain(sub: Subscriber) -> int:
     return got
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(mutated_binance(), min_size=1, max_size=5))
 def test_binance_pipeline_publishes_or_dead_letters_every_frame(
@@ -442,6 +443,7 @@ def mutated_tweet_body(draw: st.DrawFn) -> bytes:
     return raw
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated_tweet_body())
 def test_tweet_bodies_are_published_or_dead_lettered_never_raise(

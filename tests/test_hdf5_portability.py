@@ -48,6 +48,10 @@ DEPTH = np.dtype(
 )
 
 
+# A real pipeline run feeds the module (several seconds): the full suite, not test-fast.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def run_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """market.h5 and sentiment.h5 of a real ~4 s synthetic pipeline run over ZeroMQ."""

@@ -214,6 +214,7 @@ def test_resume_cuts_rows_after_the_last_checkpoint_and_returns_positions(tmp_pa
         assert snap.metadata["resumes"][0]["dropped_rows"] == {"candles_1m": 4}
 
 
+@pytest.mark.slow
 def test_resume_waits_for_a_reader_that_holds_the_file_for_a_moment(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

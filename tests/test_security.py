@@ -321,6 +321,7 @@ def _poll_for(sub: Any, seconds: float) -> list[Any]:
     return got
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["pubsub", "pushpull"])
 def test_curve_publisher_serves_only_authenticated_subscribers(
     ctx: zmq.Context[Any], keys: dict[str, Path], pattern: str
@@ -357,6 +358,7 @@ def test_curve_publisher_serves_only_authenticated_subscribers(
             t.close()
 
 
+@pytest.mark.slow
 def test_curve_subscriber_accepts_only_authenticated_publishers(
     ctx: zmq.Context[Any], keys: dict[str, Path]
 ) -> None:

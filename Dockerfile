@@ -19,12 +19,14 @@ RUN python - <<'PY' > /tmp/requirements.txt && pip install -r /tmp/requirements.
 import tomllib
 print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
 PY
-COPY harness ./harness
+COPY core ./core
 COPY transports ./transports
-COPY producers ./producers
-COPY processors ./processors
 COPY sinks ./sinks
+COPY processors ./processors
+COPY stages ./stages
+COPY producers ./producers
 COPY emulators ./emulators
+COPY harness ./harness
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install --no-deps . \

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-micro chaos profile lint clean notebooks
+.PHONY: setup demo test test-fast bench bench-micro chaos profile lint clean notebooks
 
 $(STAMP): pyproject.toml transports/_framing_c.c
 	$(PY) -m venv $(VENV)
@@ -24,12 +24,19 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+## The fast tier while working (under 3 min here): no Kafka broker, no test marked slow.
+## `make test` stays the one CI runs.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not kafka"
+
 ## End-to-end Kafka vs ZeroMQ comparison (a few minutes).
 bench: $(STAMP)
 	$(BIN)/harness bench
 
 ## pytest-benchmark micro benchmarks, saved for `pytest-benchmark compare`.
 bench-micro: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m pytest benchmarks/ --benchmark-autosave --benchmark-json=results/micro.json
 
 ## JupyterLab on notebooks/ (installs the `notebooks` extra once).

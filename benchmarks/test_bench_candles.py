@@ -13,7 +13,7 @@ import random
 import orjson
 import pytest
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from processors.candles import DEFAULT_WINDOWS, CandleAggregator
 from processors.trade_parsing import Trade, decode_trades
 

@@ -11,10 +11,10 @@ import itertools
 
 import orjson
 
-from harness.dead_letters import DeadLetters
-from processors.depth_stage import DepthStage
+from core.dead_letters import DeadLetters
 from producers.binance.schema import MarketEvent, parse_frame
 from producers.binance.synthetic import SyntheticMarket
+from stages.depth import DepthStage
 from transports import Envelope
 
 N_FRAMES = 20_000

@@ -46,11 +46,11 @@ import pytest
 import zmq
 from test_bench_zmq import PUSH_CLOSE, PUSH_PRELUDE  # benchmarks/ is on sys.path (script, pytest)
 
-from harness.dead_letters import DeadLetters
-from processors.candle_stage import CandleStage
-from producers.runtime.recording import RecordingWriter
+from core.dead_letters import DeadLetters
+from core.recording import RecordingWriter
 from sinks.hdf5 import Hdf5Sink
 from sinks.hdf5_schema import CHECKPOINTS, valid_checkpoint
+from stages.candles import CandleStage
 from transports import Envelope, open_transport
 from transports.brokers import Broker, free_tcp_port, make_broker
 from transports.framing import CODEC, META_HEADER, encode_frame, encode_meta

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
+from core.recording import RecordingWriter, read_recording
 from producers.binance.schema import BinanceDecoder
 from producers.binance.synthetic import SyntheticMarket
 from producers.runtime.pacing import replayed_at_speed
 from producers.runtime.producer import CHECK_EVERY, Producer, drive
-from producers.runtime.recording import RecordingWriter, read_recording
 from producers.runtime.stop import StopAfter
 from transports import open_transport
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from processors.sentiment import SentimentProcessor, TweetScorer
 
 # The scored corpus is the one the correctness tests check against vaderSentiment.

@@ -58,10 +58,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from core.recording import read_recording
 from emulators.binance_depth import EmulatedDepth, is_depth_stream
 from emulators.market import STREAM_TYPES as MARKET_STREAM_TYPES
 from emulators.market import EmulatedMarket
-from producers.runtime.recording import read_recording
 
 log = logging.getLogger("emulators.binance")
 

@@ -40,8 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from core.recording import read_recording
 from emulators.tweets import EmulatedTweet, TweetSource, select_fields, snowflake
-from producers.runtime.recording import read_recording
 
 log = logging.getLogger("emulators.twitter")
 

@@ -1,1 +1,1 @@
-"""CLI, settings and wiring that put producers, transports, processors and sinks together."""
+"""The ``harness`` CLI on top: runs, demo, bench, chaos, profiling and their reports."""

@@ -8,27 +8,27 @@ Each module in ``COMMANDS`` exposes ``register(subparsers)`` that adds its parse
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
+from core.errors import UserError
+from core.settings import OneLineParser, SettingError
 from harness import profiling
-from harness.errors import UserError
-from harness.settings import OneLineParser, SettingError
+from harness.commands import (
+    bench,
+    broker,
+    chaos,
+    demo,
+    health,
+    process,
+    produce,
+    profile,
+    run,
+)
 from transports.base import TransportError
 
-COMMANDS: tuple[str, ...] = (
-    "harness.commands.demo",
-    "harness.commands.run",
-    "harness.commands.produce",
-    "harness.commands.process",
-    "harness.commands.broker",
-    "harness.commands.bench",
-    "harness.commands.chaos",
-    "harness.commands.profile",
-    "harness.commands.health",
-)
+COMMANDS = (demo, run, produce, process, broker, bench, chaos, profile, health)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMANDS:
-        importlib.import_module(module_name).register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     profiling.add_cli_arguments(parser)  # --profile DIR: this process and its children
     return parser
 

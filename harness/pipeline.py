@@ -29,13 +29,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from core.errors import UserError
 from harness.lifeline import StopRequest, die_with_parent
 from transports.brokers import free_tcp_port, make_broker
 from transports.brokers.registry import lookup as announced_broker
@@ -167,7 +167,7 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
             "candles",
             [*h, "process", "candles", "--transport", urls["market"][1],
              "--output", str(out / "market.h5"), "--windows", cfg.windows,
-             *_end_options(cfg), "--quiet",
+             *end_options(1, cfg.end_grace_s), "--quiet",
              "--summary-json", str(logs / "candles.json"),
              *(["--with-depth"] if wants_depth(cfg.streams) else [])],
             logs / "candles.log", logs / "candles.json",
@@ -179,7 +179,7 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
                 "sentiment",
                 [*h, "process", "sentiment", "--transport", urls["tweets"][1],
                  "--output", str(out / "sentiment.h5"), "--windows", cfg.windows,
-                 *_end_options(cfg), "--quiet",
+                 *end_options(1, cfg.end_grace_s), "--quiet",
                  "--summary-json", str(logs / "sentiment.json")],
                 logs / "sentiment.log", logs / "sentiment.json",
             )
@@ -212,9 +212,10 @@ def build_children(cfg: PipelineConfig, urls: dict[str, tuple[str, str]]) -> lis
     return children
 
 
-def _end_options(cfg: PipelineConfig) -> list[str]:
-    """Each processor reads one producer: it stops when that one's announced end is complete."""
-    return ["--end-after-producers", "1", "--end-grace", str(cfg.end_grace_s)]
+def end_options(producers: int, grace_s: float) -> list[str]:
+    """``harness process`` stops once ``producers`` announced their end and all of it arrived
+    (or ``grace_s`` after the last announcement), never on a quiet spell."""
+    return ["--end-after-producers", str(producers), "--end-grace", str(grace_s)]
 
 
 def wants_depth(streams: str) -> bool:
@@ -324,7 +325,3 @@ def _run_until_done(
         _wait(1.0, stop)
         if stop.requested:
             break
-
-
-def stage_names(children: Sequence[Child]) -> list[str]:
-    return [c.name for c in children]

@@ -41,9 +41,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from core.errors import UserError
+from core.redaction import redact_argv
 from harness import profiling_analysis as analysis
-from harness.errors import UserError
-from transports.url import redact_argv
 
 log = logging.getLogger("harness.profiling")
 

@@ -18,8 +18,8 @@ and it adds a fixed cost per Python call, so code made of many tiny calls looks 
 (use ``--profile-sampler pyinstrument`` for those). Transport time includes the client's own
 decoding/encoding work, not only waiting: read it together with CPU/wall and "blocked", the own
 time of calls that put the thread to sleep (sleep, select/poll, lock acquire, socket I/O, pyzmq's
-poll/recv/send) wherever they were called from. Example: a kafka-python consumer with 84 % of
-wall in ``poll`` and 54 % blocked spent about 30 % of wall unpacking records in the client.
+poll/recv/send) wherever they were called from: a consumer mostly in ``poll`` but far less
+blocked is unpacking records in the client (the README's "Profiling" shows such a run).
 """
 
 from __future__ import annotations
@@ -241,10 +241,6 @@ def shares(seconds: Mapping[str, float], wall_s: float) -> dict[str, float]:
     """Seconds as fractions of wall time."""
     wall = max(wall_s, 1e-9)
     return {name: value / wall for name, value in seconds.items()}
-
-
-def top_items(values: Mapping[str, float], limit: int) -> list[list[Any]]:
-    return [[name, round(v, 6)] for name, v in sorted(values.items(), key=lambda i: -i[1])[:limit]]
 
 
 def _short(filename: str) -> str:

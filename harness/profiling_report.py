@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from core.errors import UserError
 
 log = logging.getLogger("harness.profiling_report")
 

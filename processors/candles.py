@@ -1,9 +1,10 @@
 """OHLCV candles per symbol over event-time tumbling windows, updated incrementally per trade.
 
-Why this shape: a DataFrame per message costs ~30 us; folding a trade into a small slots
-object costs ~1 us, and thanks to panes (see ``processors.windowing``) a trade is folded once
-however many window sizes are configured. Event time is the trade time ``T`` (exchange clock),
-never arrival time, so a replay or a slow transport gives the same candles as the live run.
+Why this shape: a DataFrame per message costs far more than folding a trade into a small slots
+object (the candle benchmarks' figures are in the README, "Stages"), and thanks to panes (see
+``processors.windowing``) a trade is folded once however many window sizes are configured.
+Event time is the trade time ``T`` (exchange clock), never arrival time, so a replay or a slow
+transport gives the same candles as the live run.
 
 Out-of-order trades within the grace period are folded in correctly: ``open`` is the trade
 with the earliest ``(T, trade_id)``, ``close`` the latest, so the result does not depend on

@@ -13,8 +13,8 @@ their descriptions from the package's ``emoji_utf8_lexicon.txt``, as vaderSentim
 that, compound scores equal vaderSentiment's (tests/test_sentiment.py measures it) except
 where "no" precedes a rated word: nltk's port predates vaderSentiment 3.3's "no" rules, so
 "no good news" scores +0.18 in nltk and -0.34 in vaderSentiment, "No problem at all" -0.60 vs
-+0.31. vaderSentiment is right on those; ``engine="vadersentiment"`` selects it (similar speed
-here: ~11 k tweets/s for scoring alone, benchmarks/test_bench_sentiment.py).
++0.31. vaderSentiment is right on those; ``engine="vadersentiment"`` selects it (both
+engines' speed: README, "Stages", from benchmarks/test_bench_sentiment.py).
 neg/neu/pos differ by up to ~0.06 between the two (different normalisation).
 
 Aggregates per coin per window (count, mean compound, share positive ``compound >= 0.05``,
@@ -39,13 +39,13 @@ import vaderSentiment
 from nltk.sentiment.vader import SentimentIntensityAnalyzer
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer as VaderSentimentAnalyzer
 
-from harness.dead_letters import DeadLetters
+from core.binance_limits import INT64_MAX
+from core.dead_letters import DeadLetters
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
 from processors.coins import CoinTagger
 from processors.text import TweetPreprocessor
 from processors.trade_parsing import DecodeError
 from processors.windowing import LateEvent, PanedWindows
-from producers.binance.limits import INT64_MAX
 
 POSITIVE_THRESHOLD = 0.05
 NEGATIVE_THRESHOLD = -0.05

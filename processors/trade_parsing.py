@@ -7,7 +7,7 @@ below 1e9), and sums over a day of trades lose ~1e-12 relative, far below a tick
 strings stay in the raw trades table, which a sink writes from the envelope itself.
 
 The producer already validates frames; we check again, with the same rules
-(``producers.binance.limits``), because a processor must not trust a topic anyone can write to:
+(``core.binance_limits``), because a processor must not trust a topic anyone can write to:
 a ``NaN`` or negative price would silently poison a whole candle, and an id of 2**63 would stop
 the processor at its int64 column, on Kafka at every restart. Decimals must be the plain
 strings Binance sends (``float`` alone would take ``"1_000"``, ``" 1 "`` or ``"1e3"``).
@@ -22,8 +22,7 @@ from typing import Annotated, Any, NamedTuple
 import msgspec
 import orjson
 
-from harness.dead_letters import DeadLetters
-from producers.binance.limits import (
+from core.binance_limits import (
     DECIMAL_INT_DIGITS,
     INT64_MAX,
     MAX_TIME_MS,
@@ -31,6 +30,7 @@ from producers.binance.limits import (
     SIGNED_DECIMAL,
     SymbolCheck,
 )
+from core.dead_letters import DeadLetters
 
 _SYMBOLS = SymbolCheck()
 

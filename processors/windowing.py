@@ -30,8 +30,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from harness.errors import UserError
-
 S = TypeVar("S")  # per-key aggregate state
 E = TypeVar("E")  # one input event
 
@@ -41,8 +39,9 @@ _WINDOW_RE = re.compile(r"(\d{1,9})(ms|s|m|h|d)")
 NO_WATERMARK = -(2**62)
 
 
-class WindowSpecError(UserError, ValueError):
-    """A window spec such as ``"90x"`` that cannot be turned into a size in milliseconds."""
+class WindowSpecError(ValueError):
+    """A window spec such as ``"90x"`` that cannot be turned into a size in milliseconds (the
+    command that read it turns it into its one-line user error)."""
 
 
 def parse_window(spec: str | int) -> int:
@@ -101,14 +100,6 @@ class LateEvent(Generic[E]):
     event_time_ms: int
     watermark_ms: int
     event: E
-
-
-@dataclass(slots=True)
-class WindowOutput(Generic[S, E]):
-    """What one batch produced: closed windows (key, size, start, state) and late events."""
-
-    closed: list[tuple[str, int, int, S]]
-    late: list[LateEvent[E]]
 
 
 class PanedWindows(abc.ABC, Generic[S, E]):

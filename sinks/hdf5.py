@@ -75,8 +75,8 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
-from harness.dead_letters import DeadLetter
-from harness.errors import UserError
+from core.dead_letters import DeadLetter
+from core.errors import UserError
 from sinks.hdf5_checkpoint import Checkpoint, checkpoint_tables
 from sinks.hdf5_layout import (
     LIBVER,
@@ -126,6 +126,9 @@ TARGET_CHUNK_BYTES = 256 * 1024
 #: write (disk full) leaves dirty chunks that HDF5 2.0 can neither flush nor drop, and closing the
 #: file then crashes the process (segfault at exit); measured cost: see benchmarks/test_bench_hdf5.
 RAW_CHUNK_CACHE_BYTES = 0
+#: A reader opening the file (the harness's progress, a notebook, a chaos check) holds HDF5's
+#: shared file lock for a moment, and a writer's open fails while it does: resume retries this long.
+READER_LOCK_WAIT_S = 10.0
 GZIP_LEVEL = 1  # level 1 compresses padding nearly as well as 9 at a fraction of the CPU
 
 
@@ -597,7 +600,15 @@ class Hdf5Sink:
         return f
 
     def _open_writable(self) -> h5py.File:
-        return h5py.File(self.path, "r+", libver=LIBVER, rdcc_nbytes=RAW_CHUNK_CACHE_BYTES)
+        deadline = time.monotonic() + READER_LOCK_WAIT_S
+        while True:
+            try:
+                return h5py.File(self.path, "r+", libver=LIBVER,
+                                 rdcc_nbytes=RAW_CHUNK_CACHE_BYTES)
+            except BlockingIOError:  # a reader holds the lock (EAGAIN)
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def _check_schema(self, f: h5py.File) -> None:
         version = f.attrs.get("sink_schema_version")

@@ -22,7 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from transports.url import redact_argv
+from core.redaction import redact_argv
 
 GIT_TIMEOUT_S = 2.0
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.dead_letters import DeadLetter
+from core.dead_letters import DeadLetter
 
 log = logging.getLogger("sinks.hdf5")
 

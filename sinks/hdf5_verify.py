@@ -9,11 +9,13 @@ allows one read attempt: a checksum failure is damage, reported at once. The che
 a child process that the parent kills at a deadline, so no other loop in the library can hang the
 processor, and whatever it finds becomes one line.
 
-What it reads is exactly what the last checkpoint vouches for: every table up to the checkpoint's
-row counts and the internal logs up to their extents. HDF5 verifies the checksum of every
-metadata block it reads (superblock, object headers, chunk indexes) and the Fletcher-32 checksum
-of every data chunk (``sinks.hdf5_layout``), so truncation and flipped bytes in anything the file
-promises are caught; bytes past the checkpoint are cut on resume anyway.
+What it reads is everything the last checkpoint vouches for: every object and attribute, every
+table up to the checkpoint's row counts and the internal logs up to their extents. HDF5 verifies
+the checksum of every metadata block it reads (superblock, object headers, attribute indexes,
+chunk indexes) and the Fletcher-32 checksum of every data chunk (``sinks.hdf5_layout``), so
+truncation and flipped bytes in anything the file promises are caught; bytes past the checkpoint
+are cut on resume anyway, and the space earlier flushes freed (HDF5 does not reuse it across
+sessions) holds nothing a reader sees.
 
 Run by hand: ``python -m sinks.hdf5_verify FILE`` (exit 0: intact; 1: damaged, one line why).
 """
@@ -155,6 +157,7 @@ def check(path: Path) -> None:
         # checksum: so a truncated file could hide its newest checkpoints and look like a file
         # whose writer died before them. Every stored checkpoint chunk must be in the file (a
         # write that failed on a full disk leaves none outside: tests/test_hdf5_sink.py).
+        _read_every_object_and_attribute(f)
         records = f[CHECKPOINTS]
         _chunks_inside(records, 0, records.shape[0], size, CHECKPOINTS)
         checkpoint = last_checkpoint(f, refresh=True)
@@ -168,6 +171,19 @@ def check(path: Path) -> None:
             _chunks_inside(ds, 0, length, size, name)
             for start in range(0, length, _SLAB_ROWS):
                 read_raw(ds, start, min(length, start + _SLAB_ROWS))
+
+
+def _read_every_object_and_attribute(f: h5py.File) -> None:
+    """Open every object and decode every attribute: their headers and attribute indexes carry
+    checksums too, and a reader (pandas, PyTables) fails on a damaged one even when every table's
+    rows are intact."""
+
+    def visit(obj: h5py.Group | h5py.Dataset) -> None:
+        for name in obj.attrs:
+            obj.attrs[name]
+
+    visit(f)
+    f.visititems(lambda _name, obj: visit(obj))
 
 
 def _chunks_inside(ds: h5py.Dataset, start: int, stop: int, size: int, name: str) -> None:

@@ -58,3 +58,16 @@ def unique_topic(request: pytest.FixtureRequest) -> str:
 def free_tcp_port() -> int:
     """A loopback TCP port that was free a moment ago (for ZeroMQ binds and broker tests)."""
     return _free_tcp_port()
+
+
+_KAFKA_FIXTURES = {"session_broker", "kafka_bootstrap", "kafka_engine", "kafka_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that talks to a Kafka broker carries the ``kafka`` mark, whether it asks for
+    the session broker or names Kafka (in its name or parameters), so ``make test-fast``
+    (``-m "not slow and not kafka"``) leaves out the JVM starts without a list to keep."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & _KAFKA_FIXTURES or "kafka" in item.name.lower():
+            item.add_marker(pytest.mark.kafka)

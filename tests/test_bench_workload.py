@@ -56,6 +56,7 @@ def test_bad_workloads_fail_with_one_line(data: object, fragment: str) -> None:
     assert fragment in message and "\n" not in message and message.startswith("w.yaml")
 
 
+@pytest.mark.slow
 def test_cli_reports_a_broken_file_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("rate: [1,\n  duration_s: 2\n")

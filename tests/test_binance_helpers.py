@@ -3,10 +3,10 @@ and the producer runtime's loop around the Binance decoder."""
 
 from __future__ import annotations
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
+from core.recording import RecordingWriter
 from producers.binance.schema import BinanceDecoder
 from producers.runtime.producer import Producer
-from producers.runtime.recording import RecordingWriter
 from transports.base import DEFAULT_MAX_MESSAGE_BYTES, Envelope, Headers, Publisher
 
 

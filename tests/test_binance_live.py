@@ -17,8 +17,8 @@ import orjson
 import pytest
 from test_binance_helpers import CollectingPublisher, binance_producer
 
+from core.dead_letters import DeadLetters
 from emulators.binance import BinanceEmulator
-from harness.dead_letters import DeadLetters
 from producers.binance.live import BinanceLiveClient, BinanceRequestError, LiveConfig
 from producers.binance.schema import BinanceDecoder
 from producers.runtime.producer import Producer, drive_async
@@ -88,6 +88,7 @@ def assert_consecutive(ids: dict[bytes, list[int]]) -> None:
         assert seq == list(range(seq[0], seq[0] + len(seq))), f"{sym!r} has a gap or duplicate"
 
 
+@pytest.mark.slow
 async def test_rotation_before_max_age_has_no_gap_and_no_duplicate() -> None:
     async with running(max_connection_age_s=0.6) as r:
         await r.until(lambda: r.client.stats.rotations >= 3)
@@ -97,6 +98,7 @@ async def test_rotation_before_max_age_has_no_gap_and_no_duplicate() -> None:
     assert_consecutive(r.trade_ids())
 
 
+@pytest.mark.slow
 async def test_server_shutdown_reconnects_without_gap() -> None:
     async with running(emu_kwargs={"shutdown_grace_s": 1.5}) as r:
         await r.published_more(100)
@@ -180,6 +182,7 @@ def gaps(times: list[float], apart: int = 1) -> list[float]:
     return [b - a for a, b in zip(times, times[apart:], strict=False)]
 
 
+@pytest.mark.slow
 async def test_http_429_on_connect_waits_the_retry_after() -> None:
     refuse = lambda emu: emu.refuse_handshakes(2, status=429, retry_after_s=1)  # noqa: E731
     async with running(before_start=refuse, backoff_initial_s=0.01) as r:
@@ -198,6 +201,7 @@ async def test_ip_ban_418_is_retried_not_fatal() -> None:
     assert gaps(r.emu.stats.handshake_times[:2])[0] >= 0.99
 
 
+@pytest.mark.slow
 async def test_connection_attempts_are_capped_per_window() -> None:
     """Binance bans an IP past 300 attempts in 5 minutes: the cap holds even when every attempt
     fails at once (here 2 per second, refusals without Retry-After, near-zero backoff)."""

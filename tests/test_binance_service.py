@@ -11,12 +11,11 @@ from pathlib import Path
 import orjson
 from test_binance_helpers import CollectingPublisher, binance_producer
 
-from harness.dead_letters import DeadLetters, JsonlDeadLetterStore, read_jsonl_dead_letters
+from core.dead_letters import DeadLetters, JsonlDeadLetterStore, read_jsonl_dead_letters
+from core.recording import Frame, RecordingWriter, read_recording
 from producers.binance.synthetic import SyntheticMarket
-from producers.runtime.frames import Frame
 from producers.runtime.pacing import replayed_at_speed
 from producers.runtime.producer import CHECK_EVERY, drive
-from producers.runtime.recording import RecordingWriter, read_recording
 from producers.runtime.stop import StopAfter
 
 START_MS = 1_723_456_789_000

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
+from core.errors import UserError
 from transports import open_transport, replayable
 from transports.base import TransportError
 from transports.brokers import (

@@ -9,11 +9,11 @@ import numpy as np
 import orjson
 import pytest
 
-from harness.dead_letters import DeadLetters
-from processors.candle_stage import TRADES_DTYPE, CandleStage, trade_rows
+from core.dead_letters import DeadLetters
 from processors.trade_parsing import decode_trade
 from sinks.hdf5 import Hdf5Sink
 from sinks.hdf5_reader import open_snapshot
+from stages.candles import TRADES_DTYPE, CandleStage, trade_rows
 from transports import Envelope
 
 T0 = 1_700_000_000_000
@@ -128,8 +128,8 @@ def test_a_trade_far_in_the_future_is_dead_lettered_not_folded() -> None:
 
     import orjson
 
-    from harness.dead_letters import DeadLetters
-    from processors.candle_stage import CandleStage
+    from core.dead_letters import DeadLetters
+    from stages.candles import CandleStage
     from transports import Envelope
 
     now_ms = _time.time_ns() // 1_000_000

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from processors.candles import (
     CANDLE_DTYPE,
     LATE_TRADE_DTYPE,

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from harness.chaos.accounting import TRADE_TOPIC, account
-from processors.candle_stage import TRADES_DTYPE
 from sinks.hdf5 import Hdf5Sink
 from sinks.hdf5_schema import Gap
+from stages.candles import TRADES_DTYPE
 
 
 def write_file(path: Path, rows: list[tuple[str, int]], gaps: list[tuple[str, int, int]]) -> None:

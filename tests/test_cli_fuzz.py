@@ -22,9 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import build_parser
-from harness.commands import bench, broker, chaos, demo, run
-from harness.settings import (
+from core.settings import (
     Setting,
     SettingError,
     non_negative_float,
@@ -34,9 +32,11 @@ from harness.settings import (
     positive_int,
     resolve,
 )
-from processors.command import settings_for
+from harness.cli import build_parser
+from harness.commands import bench, broker, chaos, demo, run
 from producers.runtime import command as produce
 from producers.runtime.source import discover
+from stages.command import settings_for
 from transports import open_transport
 from transports.base import TransportOptionError
 

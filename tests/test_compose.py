@@ -1,6 +1,6 @@
 """The compose files, checked without Docker: parsed, validated against the real CLI, then run.
 
-Static checks go through ``harness.compose_check`` (the real ``harness`` argparse parser and each
+Static checks go through ``compose_check`` (the real ``harness`` argparse parser and each
 command's ``Setting`` declarations, so a renamed flag or environment variable fails here). The
 run test starts every application service's command as a local process, host names mapped to
 127.0.0.1 and ports to free ones, and reads the HDF5 files the processors wrote.
@@ -22,9 +22,7 @@ from typing import Any
 
 import h5py
 import pytest
-
-from harness.cli import build_parser
-from harness.compose_check import (
+from compose_check import (
     ComposeError,
     Project,
     check_compose_version,
@@ -40,6 +38,8 @@ from harness.compose_check import (
     run_locally,
     start_locally,
 )
+
+from harness.cli import build_parser
 from producers.binance.topics import TOPIC_BY_EVENT, event_for_stream_type
 from transports.brokers import free_tcp_port, make_broker
 from transports.brokers.apache import CONFIG_DIR, read_properties, shared_settings
@@ -322,7 +322,7 @@ def test_healthchecks_pass_on_the_running_zeromq_stack(tmp_path: Path) -> None:
         while pending and time.monotonic() < deadline:
             for name in sorted(pending):
                 assert procs[name].poll() is None, (tmp_path / f"{name}.log").read_text()
-                if (tmp_path / f"{name}.tmp" / "harness.heartbeat").exists():
+                if (tmp_path / f"{name}.tmp" / "core.heartbeat").exists():
                     pending.discard(name)
             time.sleep(0.5)
         assert not pending, f"no heartbeat from {pending}"
@@ -335,7 +335,7 @@ def test_healthchecks_pass_on_the_running_zeromq_stack(tmp_path: Path) -> None:
         os.kill(frozen.pid, signal.SIGSTOP)
         try:
             time.sleep(3.0)
-            beat = tmp_path / "candles-processor.tmp" / "harness.heartbeat"
+            beat = tmp_path / "candles-processor.tmp" / "core.heartbeat"
             stale = subprocess.run([sys.executable, "-m", "harness.cli", "health", str(beat),
                                     "--max-age", "2"], capture_output=True, text=True,
                                    timeout=60, check=False)

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from emulators.binance import emulator_thread
-from processors.depth_stage import read_books
 from sinks.hdf5_reader import open_snapshot
+from stages.depth import read_books
 from transports.brokers import free_tcp_port
 
 pytestmark = pytest.mark.slow

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processors.depth_stage import read_books
 from sinks.hdf5_reader import open_snapshot
+from stages.depth import read_books
 from transports.brokers import make_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]

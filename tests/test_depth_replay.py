@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.recording import read_recording
 from emulators.binance import emulator_thread
-from producers.runtime.recording import read_recording
 from sinks.hdf5_reader import open_snapshot
 from transports.brokers import free_tcp_port
 

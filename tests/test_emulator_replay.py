@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import connect
 
+from core.recording import RecordingWriter
 from emulators.binance import BinanceEmulator
-from producers.runtime.recording import RecordingWriter
 
 OLD_MS = 1_700_000_000_000  # November 2023
 

@@ -137,6 +137,7 @@ def damaged_frames(draw: st.DrawFn) -> bytes:
     return bytes(data) + draw(st.binary(max_size=3))
 
 
+@pytest.mark.slow
 @needs_c
 @settings(max_examples=1500, derandomize=True)
 @given(damaged_frames())

@@ -61,7 +61,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
+from core.recording import Frame
 from processors.depth_parsing import decode_depth
 from processors.sentiment import decode_tweet
 from processors.trade_parsing import DecodeError, decode_ticker, decode_trade, decode_trade_batch
@@ -75,7 +76,6 @@ from producers.binance.schema import (
 )
 from producers.binance.synthetic import SUPPORTED_STREAM_TYPES, SyntheticMarket
 from producers.binance.topics import ALL_TOPICS
-from producers.runtime.frames import Frame
 from producers.runtime.producer import Producer
 from producers.twitter.schema import TOPIC as TWEET_TOPIC
 from producers.twitter.schema import TweetDecoder, TweetRejected, check_tweet, decode_body
@@ -398,6 +398,7 @@ def _drain(sub: Subscriber) -> int:
     return got
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(mutated_binance(), min_size=1, max_size=5))
 def test_binance_pipeline_publishes_or_dead_letters_every_frame(
@@ -461,6 +462,7 @@ def mutated_tweet_body(draw: st.DrawFn) -> bytes:
     return raw
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated_tweet_body())
 def test_tweet_bodies_are_published_or_dead_lettered_never_raise(

@@ -25,16 +25,16 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from harness.dead_letters import DeadLetters
-from processors.candle_stage import CandleStage
+from core.dead_letters import DeadLetters
 from processors.sentiment import TweetScorer
-from processors.sentiment_stage import SentimentStage
-from processors.stage_runner import Stage
 from producers.binance.schema import ValidationError, parse_frame
 from producers.binance.synthetic import SyntheticMarket
 from producers.twitter.synthetic import TweetGenerator
 from sinks.hdf5 import Hdf5Sink
 from sinks.hdf5_reader import open_snapshot
+from stages.candles import CandleStage
+from stages.runner import Stage
+from stages.sentiment import SentimentStage
 from transports import Envelope
 
 START_MS = 1_723_456_789_000

@@ -20,7 +20,7 @@ from foreign_kafka import KafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from transports import Subscriber, open_transport
 from transports.brokers import free_tcp_port
 from transports.framing import META_HEADER, FrameError, decode_frame, encode_frame, encode_meta

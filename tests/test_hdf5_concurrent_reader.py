@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sinks.hdf5 import Hdf5Sink
 
@@ -26,6 +27,7 @@ MARK = np.dtype([("offset", "i8")])
 READER = r"""
 import json, sys, time
 import numpy as np
+import pytest
 from sinks.hdf5_reader import open_snapshot
 path, expected, deadline_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 deadline = time.monotonic() + deadline_s
@@ -52,6 +54,7 @@ print(json.dumps({"reads": reads, "distinct": len(seen), "last": last}))
 """
 
 
+@pytest.mark.slow
 def test_reader_process_sees_consistent_prefixes_while_writer_appends(tmp_path: Path) -> None:
     path = tmp_path / "live.h5"
     flushes, batch = 150, 1_000

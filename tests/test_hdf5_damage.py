@@ -2,9 +2,12 @@
 
 The files are a real candle processor's ``market.h5`` (from ``harness run``), damaged as disks and
 people damage files: cut in half, cut to a tenth (everything it vouches for lies past the new
-end), four flipped bytes in the superblock, 64 flipped bits in the middle. ``harness process
-candles`` is then asked to resume each one. Also here: the single-writer lock holds through a
-symlink and through another spelling of the same path.
+end), four flipped bytes in the superblock, 64 flipped bits in a chunk of the rows the last
+checkpoint vouches for, four flipped bytes in a table's object header and in an attribute index.
+``harness process candles`` is then asked to resume each one. The flips land where the file keeps
+something: about a third of a sink file is space earlier flushes freed (HDF5 does not reuse it
+across sessions), and damage there is rightly no reason to refuse a resume. Also here: the
+single-writer lock holds through a symlink and through another spelling of the same path.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+from h5py import h5o
 from hdf5_helpers import short_run
 
 from sinks.hdf5 import Hdf5Sink, SinkError
+from sinks.hdf5_checkpoint import last_checkpoint
+from sinks.hdf5_layout import table_path
 from sinks.hdf5_reader import read_table
 from transports.brokers import free_tcp_port
 
@@ -42,13 +49,34 @@ def _damaged(market_h5: Path, tmp_path: Path, how: str) -> Path:
     elif how == "flipped header bytes":
         for i in rng.sample(range(8, 48), 4):  # inside the superblock
             data[i] ^= 0xFF
-    elif how == "64 flipped bits mid-file":
-        middle = len(data) // 2
-        for i in rng.sample(range(middle - 4096, middle + 4096), 64):
+    elif how == "64 flipped bits in vouched rows":
+        start, stop = _vouched_chunk_bytes(market_h5, "trades")
+        for i in rng.sample(range(start, stop), 64):
             data[i] ^= 1 << rng.randrange(8)
+    elif how == "flipped bytes in a table's header":
+        with h5py.File(market_h5, "r") as f:
+            header = h5o.get_info(f[table_path("trades")].id).addr
+        for i in rng.sample(range(header + 8, header + 64), 4):
+            data[i] ^= 0xFF
+    elif how == "flipped bytes in an attribute index":
+        # The newest fractal heap header (a table's dense attributes): no table read touches it.
+        heap = data.rfind(b"FRHP")
+        for i in rng.sample(range(heap + 4, heap + 40), 4):
+            data[i] ^= 0xFF
     path = tmp_path / "market.h5"
     path.write_bytes(bytes(data))
     return path
+
+
+def _vouched_chunk_bytes(market_h5: Path, table: str) -> tuple[int, int]:
+    """The byte range of the middle stored chunk among those holding ``table``'s vouched rows."""
+    with h5py.File(market_h5, "r") as f:
+        vouched = last_checkpoint(f).rows[table]
+        ds = f[table_path(table)]
+        step = ds.chunks[0]
+        assert vouched >= step, "the run wrote too few rows to damage a full chunk"
+        info = ds.id.get_chunk_info_by_coord(((vouched // step // 2) * step,))
+        return info.byte_offset, info.byte_offset + info.size
 
 
 def _resume(path: Path) -> subprocess.CompletedProcess[str]:
@@ -61,7 +89,15 @@ def _resume(path: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "how", ["cut in half", "cut to a tenth", "flipped header bytes", "64 flipped bits mid-file"]
+    "how",
+    [
+        "cut in half",
+        "cut to a tenth",
+        "flipped header bytes",
+        "64 flipped bits in vouched rows",
+        "flipped bytes in a table's header",
+        "flipped bytes in an attribute index",
+    ],
 )
 def test_damaged_file_is_one_line_and_exit_2_and_left_untouched(
     market_h5: Path, tmp_path: Path, how: str

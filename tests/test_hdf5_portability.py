@@ -26,7 +26,7 @@ import pytest
 import tables
 from hdf5_helpers import assert_opens_in_pandas_and_pytables, short_run
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from sinks.hdf5 import Hdf5Sink
 from sinks.hdf5_reader import open_snapshot
 from sinks.hdf5_schema import Gap
@@ -46,6 +46,10 @@ DEPTH = np.dtype(
         ("note", "S32"),
     ]
 )
+
+
+# A real pipeline run feeds the module (several seconds): the full suite, not test-fast.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from harness.dead_letters import DeadLetters
-from harness.errors import UserError
+from core.dead_letters import DeadLetters
+from core.errors import UserError
 from sinks.hdf5 import Hdf5Sink, SinkClosedError, SinkError
 from sinks.hdf5_layout import TableLayout, write_rows
 from sinks.hdf5_reader import open_snapshot, read_frame, read_table
@@ -212,6 +212,27 @@ def test_resume_cuts_rows_after_the_last_checkpoint_and_returns_positions(tmp_pa
     with open_snapshot(path) as snap:
         assert snap.positions == {("trades", 0): 99, ("trades", 1): 7}
         assert snap.metadata["resumes"][0]["dropped_rows"] == {"candles_1m": 4}
+
+
+@pytest.mark.slow
+def test_resume_waits_for_a_reader_that_holds_the_file_for_a_moment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader's open takes HDF5's shared file lock, and a writer's open fails while it is held.
+    Resume waits for it (a processor restarted while the chaos harness or a notebook reads the
+    file) instead of failing, or of rebuilding a file that needed no rebuild."""
+    path = tmp_path / "r.h5"
+    with Hdf5Sink(path, TABLES) as sink:
+        sink.append("candles_1m", _candles(2))
+    with subprocess.Popen(
+        [sys.executable, "-c", "import h5py, sys, time\n"
+         f"f = h5py.File({str(path)!r}, 'r'); print('open', flush=True); time.sleep(3)"],
+        stdout=subprocess.PIPE, text=True,
+    ) as reader:
+        assert reader.stdout is not None and reader.stdout.readline() == "open\n"
+        Hdf5Sink.open_for_resume(path, TABLES).close()
+    assert "rebuild" not in caplog.text
+    assert len(read_table(path, "candles_1m")) == 2
 
 
 def test_open_for_resume_creates_a_missing_file_and_refuses_other_schemas(tmp_path: Path) -> None:

@@ -23,9 +23,9 @@ from typing import Any
 
 import nbformat
 import pytest
+from compose_check import load_project, local_endpoints, run_locally
 from hdf5_helpers import short_run
 
-from harness.compose_check import load_project, local_endpoints, run_locally
 from transports.brokers import free_tcp_port
 
 ROOT = Path(__file__).resolve().parents[1]

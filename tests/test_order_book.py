@@ -13,11 +13,11 @@ import numpy as np
 import orjson
 import pytest
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from processors.depth_parsing import decode_depth
-from processors.depth_stage import DepthStage, books_from_state
 from processors.order_book import DepthDiff, DepthSnapshot, LocalBook, Outcome
 from producers.binance.schema import MarketEvent, parse_frame
+from stages.depth import DepthStage, books_from_state
 from transports import Envelope
 
 E0 = 1_723_456_789_000

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from core.errors import UserError
 from harness import cli, profiling
-from harness.errors import UserError
 from harness.profiling_analysis import category_of, verdict
 from transports import open_transport
 
@@ -188,6 +188,7 @@ def test_profile_is_inherited_through_the_environment(tmp_path: Path, free_tcp_p
     assert len(list(out.glob("produce-binance-*.prof"))) == 1
 
 
+@pytest.mark.slow
 def test_profiling_off_writes_nothing(tmp_path: Path, free_tcp_port: int) -> None:
     _produce([], _pythonpath_env(), f"zmq+tcp://127.0.0.1:{free_tcp_port}", tmp_path,
              messages=2000)
@@ -220,6 +221,7 @@ scenarios:
 """
 
 
+@pytest.mark.slow
 def test_bench_workers_profile_themselves(tmp_path: Path) -> None:
     workload = tmp_path / "tiny.yaml"
     workload.write_text(TINY_BENCH)

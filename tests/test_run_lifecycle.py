@@ -25,9 +25,9 @@ import orjson
 import pytest
 import zmq
 
+from core.recording import RecordingWriter
 from harness.pipeline import row_counts
 from producers.binance.synthetic import SyntheticMarket
-from producers.runtime.recording import RecordingWriter
 from transports.base import END_HEADER
 from transports.brokers import free_tcp_port
 from transports.framing import encode_frame
@@ -93,6 +93,7 @@ def _start_run(tmp_path: Path, transport: str = "zmq") -> tuple[subprocess.Popen
     return proc, children
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_or_sigint_to_harness_run_is_a_graceful_stop(tmp_path: Path, sig: int) -> None:
     proc, children = _start_run(tmp_path)
@@ -110,6 +111,7 @@ def test_sigterm_or_sigint_to_harness_run_is_a_graceful_stop(tmp_path: Path, sig
     assert binance["published"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["zmq", "kafka"])
 def test_sigkill_to_harness_run_leaves_no_survivor(tmp_path: Path, transport: str) -> None:
     proc, children = _start_run(tmp_path, transport)
@@ -155,6 +157,7 @@ def test_binance_producer_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
     assert json.loads(summary.read_text())["published"] > 0
 
 
+@pytest.mark.slow
 def test_producer_on_push_without_consumer_stops_at_its_duration(tmp_path: Path) -> None:
     started = time.monotonic()
     proc = subprocess.run(
@@ -168,6 +171,7 @@ def test_producer_on_push_without_consumer_stops_at_its_duration(tmp_path: Path)
     assert "no receiver took it" in proc.stderr
 
 
+@pytest.mark.slow
 def test_idle_exit_fires_when_no_input_ever_arrives(tmp_path: Path) -> None:
     started = time.monotonic()
     proc = subprocess.run(
@@ -190,6 +194,7 @@ def _trade(tid: int) -> bytes:
                          "q": "0.5", "T": now_ms, "m": False, "M": True})
 
 
+@pytest.mark.slow
 def test_a_standalone_processor_counts_the_lost_tail(tmp_path: Path) -> None:
     """A sender published 10 trades, the last 3 never arrived; its end announcement says 10."""
     port = free_tcp_port()
@@ -220,6 +225,7 @@ def test_a_standalone_processor_counts_the_lost_tail(tmp_path: Path) -> None:
     assert "never arrived" in err and "7..9" in err
 
 
+@pytest.mark.slow
 def test_a_negative_sequence_number_is_an_invalid_envelope(tmp_path: Path) -> None:
     port = free_tcp_port()
     proc = subprocess.Popen(
@@ -257,6 +263,7 @@ def _recording_with_junk(path: Path, junk: int) -> int:
     return junk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["zmq", "kafka"])
 def test_a_run_ends_on_the_producers_announcements_and_counts_their_dead_letters(
     tmp_path: Path, transport: str

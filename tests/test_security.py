@@ -321,6 +321,7 @@ def _poll_for(sub: Any, seconds: float) -> list[Any]:
     return got
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["pubsub", "pushpull"])
 def test_curve_publisher_serves_only_authenticated_subscribers(
     ctx: zmq.Context[Any], keys: dict[str, Path], pattern: str
@@ -357,6 +358,7 @@ def test_curve_publisher_serves_only_authenticated_subscribers(
             t.close()
 
 
+@pytest.mark.slow
 def test_curve_subscriber_accepts_only_authenticated_publishers(
     ctx: zmq.Context[Any], keys: dict[str, Path]
 ) -> None:
@@ -422,7 +424,7 @@ def test_secrets_in_the_command_line_never_reach_the_hdf5_file(tmp_path: Path) -
 
 
 def test_redact_argv_hides_every_secret_form() -> None:
-    from transports.url import redact_argv
+    from core.redaction import redact_argv
 
     argv = ["harness", "produce", "twitter", "--bearer-token", "AAA-tok", "--x-password=pw1",
             "--transport", "kafka://u:pw2@h:9092?sasl_password=pw3&acks=all"]

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer as VaderSentimentAnalyzer
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from processors.candles import CandleAggregator, rows_to_array
 from processors.sentiment import (
     LATE_TWEET_DTYPE,

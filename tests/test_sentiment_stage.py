@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import orjson
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from processors.sentiment import vader_analyzer
-from processors.sentiment_stage import TWEET_TOPIC, SentimentStage
 from sinks.hdf5 import Hdf5Sink
+from stages.sentiment import TWEET_TOPIC, SentimentStage
 from transports import Envelope
 
 T0 = 1_700_000_000_000

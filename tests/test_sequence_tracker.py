@@ -122,7 +122,7 @@ def test_a_flood_of_producer_ids_is_bounded_counted_and_keeps_the_real_stream() 
     ~10x larger (every stream is checkpointed every flush). Past the cap the least recently
     seen streams go; their missing numbers stay counted, the evictions are reported, and a
     stream in steady use survives the flood."""
-    from processors.stage_runner import join_state
+    from stages.runner import join_state
     from transports.base import Envelope
 
     tracker = SequenceTracker(max_streams=1000)

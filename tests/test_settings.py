@@ -6,8 +6,16 @@ import argparse
 
 import pytest
 
-from harness.settings import Setting, SettingError, add_settings, describe, redacted, resolve
-from transports.url import parse_bool, redact_url
+from core.redaction import redact_url
+from core.settings import (
+    Setting,
+    SettingError,
+    add_settings,
+    describe,
+    parse_bool,
+    redacted,
+    resolve,
+)
 
 SETTINGS = [
     Setting("transport", "zmq+tcp://127.0.0.1:5555", "transport URL"),

@@ -9,7 +9,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from processors.candles import rows_to_array
 from processors.tickers import (
     BOOK_TICKER_SPEC,

@@ -159,6 +159,7 @@ def test_empty_payload_round_trips_and_oversize_is_refused_before_sending(
     assert [e.seq for e in got] == [0, 1], "a refused message must not consume a sequence number"
 
 
+@pytest.mark.slow
 def test_overload_is_lost_countably_or_not_at_all(backend: Backend, topic: str) -> None:
     """A subscriber that stops reading: drops must equal exactly what never arrived."""
     extra = "" if backend.name.startswith("kafka") else "hwm=50&sndbuf=4096&rcvbuf=4096"

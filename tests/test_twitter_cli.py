@@ -49,6 +49,7 @@ def produce(args: list[str], env_extra: dict[str, str] | None = None,
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), got
 
 
+@pytest.mark.slow
 def test_synthetic_then_replay_over_zeromq_byte_exact(tmp_path: Path) -> None:
     rec = tmp_path / "rec.jsonl.gz"
     first, got = produce(["--source", "synthetic", "--max-messages", "50", "--rate", "0",

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from test_twitter_support import ListPublisher, ids_of, tweet_producer
 
+from core.dead_letters import DeadLetters
+from core.errors import UserError
 from emulators.twitter import TwitterEmulator
-from harness.dead_letters import DeadLetters
-from harness.errors import UserError
 from producers.runtime.producer import drive
 from producers.runtime.stop import StopAfter
 from producers.twitter.live import ApiCaller, ApiCounters, FilteredStream, SearchPoller, make_client
@@ -103,6 +103,7 @@ def test_first_poll_reads_only_the_newest_pages(emu: TwitterEmulator) -> None:
     assert p.since_id == max(i.tweet["id"] for i in items)
 
 
+@pytest.mark.slow
 def test_rate_limit_exhausted_waits_until_reset_and_resumes() -> None:
     # 2 requests per 2 s window: the third request must wait for the reset header's instant.
     with TwitterEmulator(bearer_token=TOKEN, search_limit=2, window_s=2.0) as emu:
@@ -122,6 +123,7 @@ def test_rate_limit_exhausted_waits_until_reset_and_resumes() -> None:
         assert emu.status_counts[429] == 0 and emu.status_counts[200] == 3
 
 
+@pytest.mark.slow
 def test_429_burst_sleeps_until_reset_then_retries_same_page() -> None:
     with TwitterEmulator(bearer_token=TOKEN, window_s=1.0) as emu:
         emu.add_tweets(10)

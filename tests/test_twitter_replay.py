@@ -7,11 +7,11 @@ from pathlib import Path
 
 from test_twitter_support import ListPublisher, tweet_producer
 
+from core.dead_letters import DeadLetters
+from core.recording import RecordingWriter, open_recording, read_recording
 from emulators.twitter import TwitterEmulator
-from harness.dead_letters import DeadLetters
 from producers.runtime.pacing import replayed_at_speed
 from producers.runtime.producer import drive
-from producers.runtime.recording import RecordingWriter, open_recording, read_recording
 from producers.runtime.stop import StopAfter
 from producers.twitter.live import ApiCaller, ApiCounters, SearchPoller, make_client
 from producers.twitter.synthetic import DEFAULT_TWEET_FIELDS, DEFAULT_USER_FIELDS

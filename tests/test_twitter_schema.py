@@ -6,8 +6,8 @@ import orjson
 import pytest
 from test_twitter_support import ListPublisher, tweet_producer
 
-from harness.dead_letters import DeadLetters
-from producers.runtime.frames import Frame
+from core.dead_letters import DeadLetters
+from core.recording import Frame
 from producers.twitter.schema import (
     TweetRejected,
     check_tweet,

@@ -3,9 +3,9 @@ producer runtime's loop around the tweet decoder."""
 
 from __future__ import annotations
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
+from core.recording import RecordingWriter
 from producers.runtime.producer import Producer
-from producers.runtime.recording import RecordingWriter
 from producers.twitter.schema import TweetDecoder
 from transports.base import Envelope, Headers, Publisher
 

@@ -377,6 +377,7 @@ def test_batch_sequence_accounting_equals_one_by_one(
     assert batched.export_streams() == one_by_one.export_streams()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["pushpull", "pubsub"])
 def test_batched_publisher_delivers_everything_in_order_and_close_flushes(
     ctx: zmq.Context[Any], pattern: str

@@ -108,6 +108,7 @@ def intruders(keys: dict[str, Path], port: int, pattern: str, bind: str) -> list
     return [base(port, options + "&" + curve_options(keys, "intruder")), base(port, options)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["pushpull", "pubsub"])
 def test_unauthenticated_peers_cannot_publish_into_a_binding_subscriber(
     ctx: zmq.Context[Any], keys: dict[str, Path], pattern: str
@@ -127,6 +128,7 @@ def test_unauthenticated_peers_cannot_publish_into_a_binding_subscriber(
     assert sub.stats.received == 0 and sub.stats.rejected == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["pushpull", "pubsub"])
 def test_unauthenticated_peers_cannot_receive_from_a_binding_publisher(
     ctx: zmq.Context[Any], keys: dict[str, Path], pattern: str

@@ -50,6 +50,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from core.settings import parse_bool
 from transports.base import (
     CLOSE_TIMEOUT_S,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -68,7 +69,7 @@ from transports.base import (
 from transports.brokers import ENGINES, Broker, make_broker
 from transports.brokers.registry import lookup as announced_broker
 from transports.framing import META_HEADER, FrameError, decode_meta, encode_meta
-from transports.url import Option, choice, integer, option_table, parse_bool, parse_url, text
+from transports.url import Option, choice, integer, option_table, parse_url, text
 
 log = logging.getLogger("transports.kafka")
 

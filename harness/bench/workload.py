@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import UserError
+from core.errors import UserError
 
 WORKLOAD_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "workloads"
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from core.redaction import redact_url
 from harness.chaos.accounting import Accounting, account, trade_rows
 from harness.chaos.processes import (
     Stage,
@@ -27,8 +28,8 @@ from harness.chaos.processes import (
     wait_reconnected,
     wait_rows_above,
 )
+from harness.pipeline import end_options
 from transports.brokers import ApacheKafkaBroker, ApacheKafkaCluster, Broker
-from transports.url import redact_url
 
 
 @dataclass
@@ -98,12 +99,22 @@ def producer(setup: Setup, pid: str, messages: int, seed: int, rate: float | Non
     ], setup.workdir / "logs")
 
 
-def processor(setup: Setup, n: int, *, output: Path | None = None, idle_exit: float = 4.0,
+#: A processor stops on its producers' end announcements; the idle exit is only the safety net
+#: for one that never gets them (on ZeroMQ, a processor started after its producer announced
+#: its end). It also fires when no input ever arrives, so it outlasts any restart's start-up.
+SAFETY_IDLE_EXIT_S = 20.0
+#: After the last announcement, how long a processor waits for announced messages still missing.
+END_GRACE_S = 5.0
+
+
+def processor(setup: Setup, n: int, *, producers: int = 1, output: Path | None = None,
+              idle_exit: float = SAFETY_IDLE_EXIT_S,
               preexec: Callable[[], None] | None = None) -> Stage:
     return Stage(f"processor-{n}", [
         "process", "candles", "--transport", setup.processor_url,
         "--output", str(output or setup.output), "--windows", "1s,1m", "--grace-ms", "500",
-        "--flush-interval", "0.2", "--idle-exit", str(idle_exit), "--quiet",
+        "--flush-interval", "0.2", *end_options(producers, END_GRACE_S),
+        "--idle-exit", str(idle_exit), "--quiet",
         "--summary-json", str(processor_summary(setup, n)),
     ], setup.workdir / "logs", preexec)
 
@@ -130,6 +141,13 @@ def _finish(setup: Setup, producers: list[Stage], proc: Stage, sent: dict[str, i
     if code not in (0, None):
         result.note += f" {proc.name} exit {code}: {proc.last_line()[:160]};"
     result.absorb(account(setup.output, sent))
+
+
+def _feeder(setup: Setup, prod: Stage) -> Stage | None:
+    """The producer whose end lets ``wait_rows_above`` give up early: on ZeroMQ nothing more can
+    come once it ended and the file stopped growing; a Kafka log still holds the backlog a
+    restarted processor is about to read."""
+    return None if setup.replayable else prod
 
 
 def _recovery(result: ScenarioResult, times: list[float]) -> None:
@@ -173,7 +191,7 @@ def processor_kill(setup: Setup, kills: int = 3) -> ScenarioResult:
         proc.kill()
         proc = processor(setup, n)
         times.append(wait_rows_above(setup.output, before, 30, proc, enough=setup.messages,
-                                     feeder=prod))
+                                     feeder=_feeder(setup, prod)))
     _recovery(result, times)
     _finish(setup, [prod], proc, {pid: setup.messages}, result)
     _judge_no_loss_or_exact(setup, result)
@@ -195,7 +213,7 @@ def processor_stall(setup: Setup, stall_s: float = 3.0) -> ScenarioResult:
     backlog = int(setup.rate * stall_s)
     # recovery: the processor has taken in as many trades as arrived during the stall
     _recovery(result, [wait_rows_above(setup.output, stopped_at + backlog, 60, proc,
-                                        enough=setup.messages, feeder=prod)])
+                                        enough=setup.messages, feeder=_feeder(setup, prod))])
     result.extra["stall_s"] = stall_s
     _finish(setup, [prod], proc, {pid: setup.messages}, result)
     if setup.transport == "zmq-pushpull":
@@ -211,12 +229,12 @@ def producer_restart(setup: Setup) -> ScenarioResult:
     result = ScenarioResult("producer_restart", setup.transport, redact_url(setup.producer_url))
     first, second = f"chaos-prod1-{setup.transport}", f"chaos-prod2-{setup.transport}"
     half = setup.messages // 2
-    proc = processor(setup, 0, idle_exit=6.0)
+    proc = processor(setup, 0, producers=2)
     p1 = producer(setup, first, half, seed=13)
     p1.wait(half / setup.rate + 60)
     before = trade_rows(setup.output)
     p2 = producer(setup, second, setup.messages - half, seed=14)
-    _recovery(result, [wait_rows_above(setup.output, before, 30, proc, feeder=p2)])
+    _recovery(result, [wait_rows_above(setup.output, before, 30, proc, feeder=_feeder(setup, p2))])
     _finish(setup, [p2], proc, {first: half, second: setup.messages - half}, result)
     _judge_no_loss_or_exact(setup, result)
     return result
@@ -235,7 +253,8 @@ def broker_restart(setup: Setup) -> ScenarioResult:
     assert broker is not None
     first, second = "chaos-broker1", "chaos-broker2"
     half = setup.messages // 2
-    proc = processor(setup, 0, idle_exit=LONG_IDLE_EXIT_S)  # a JVM restart can take a while
+    # a JVM restart can take a while
+    proc = processor(setup, 0, producers=2, idle_exit=LONG_IDLE_EXIT_S)
     p1 = producer(setup, first, half, seed=15)
     p1.wait(half / setup.rate + 60)
     wait_rows_above(setup.output, half - 1, 20, proc)
@@ -248,7 +267,7 @@ def broker_restart(setup: Setup) -> ScenarioResult:
     result.extra["restart_s"] = round(time.monotonic() - restarted, 3)
     before = trade_rows(setup.output)
     p2 = producer(setup, second, setup.messages - half, seed=16)
-    _recovery(result, [wait_rows_above(setup.output, before, 30, proc, feeder=p2)])
+    _recovery(result, [wait_rows_above(setup.output, before, 30, proc, feeder=_feeder(setup, p2))])
     _stop_when_complete(setup, [p2], proc)
     _finish(setup, [p2], proc, {first: half, second: setup.messages - half}, result)
     resets = int(_summary(processor_summary(setup, 0)).get("log_resets", -1))
@@ -402,7 +421,7 @@ def disk_full(setup: Setup, limit_bytes: int = 400_000) -> ScenarioResult:
     result.extra.update(exit_code=-1 if code is None else code, rows_at_failure=rows_after_failure)
     proc = processor(setup, 1)
     _recovery(result, [wait_rows_above(setup.output, rows_after_failure, 30, proc,
-                                        feeder=prod)])
+                                        feeder=_feeder(setup, prod))])
     _finish(setup, [prod], proc, {pid: setup.messages}, result)
     clear = code not in (0, None) and "error" in failed_with.lower()
     result.note += f" first run: exit {code}: {failed_with!r};"
@@ -427,7 +446,7 @@ def unwritable_output(setup: Setup) -> ScenarioResult:
     line = bad.last_line()
     result.note += f" exit {code}: {line[:200]!r};"
     proc = processor(setup, 1)
-    _recovery(result, [wait_rows_above(setup.output, 0, 30, proc, feeder=prod)])
+    _recovery(result, [wait_rows_above(setup.output, 0, 30, proc, feeder=_feeder(setup, prod))])
     _finish(setup, [prod], proc, {pid: setup.messages}, result)
     clear = code == 2 and line.startswith("harness process: error:")
     if setup.replayable:
@@ -478,7 +497,7 @@ def source_dropped(setup: Setup, drops: int = 3, rate: float = 400.0) -> Scenari
     source_lost = 0
     with emulator_thread(symbols=("btcusdt", "ethusdt"), rate=rate, seed=19) as emu:
         unserved = UnservedTradeCounter(emu)
-        proc = processor(setup, 0, idle_exit=6.0)
+        proc = processor(setup, 0)
         prod = live_producer(setup, pid, emu.url, messages)
         first = wait_reconnected(emu, 0, 30)
         started = time.monotonic()

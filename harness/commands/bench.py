@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.settings import Setting, add_settings, folder_path, redacted, resolve
+from core.errors import UserError
+from core.redaction import redact_argv
+from core.settings import Setting, add_settings, folder_path, redacted, resolve
 from transports.brokers import ENGINES
-from transports.url import redact_argv
 
 SETTINGS = (
     Setting("transports", "", "comma-separated transport names to run (default: the workload's)"),

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from harness.errors import UserError
-from harness.settings import Setting, add_settings, describe, resolve
+from core.errors import UserError
+from core.settings import Setting, add_settings, describe, resolve
 from transports.brokers import ENGINES, make_broker
 
 

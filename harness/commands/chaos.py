@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.settings import (
+from core.errors import UserError
+from core.redaction import redact_argv
+from core.settings import (
     Setting,
     add_settings,
     describe,
@@ -19,7 +20,6 @@ from harness.settings import (
     positive_int,
     resolve,
 )
-from transports.url import redact_argv
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("scenarios", [], "comma-separated scenarios (default: all)", parse=parse_csv),

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.settings import Setting, add_settings, describe, resolve
 from harness.commands.run import SETTINGS, run_one
 from harness.pipeline_report import render_table
 from harness.run_history import LATEST, run_folder
-from harness.settings import Setting, add_settings, describe, resolve
 from harness.text_table import wrap
 from harness.verdict import pipeline_verdict
 

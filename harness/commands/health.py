@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from harness.heartbeat import heartbeat_age_s
+from core.heartbeat import heartbeat_age_s
 
 DEFAULT_MAX_AGE_S = 60.0
 

@@ -1,13 +1,11 @@
-"""``harness process KIND``: run one processor stage; each processor registers its own parser."""
+"""``harness process KIND``: run one processor stage (``stages.command`` registers the kinds)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
-#: Modules exposing ``register(subparsers)`` for ``harness process <kind>``.
-PROCESSORS: tuple[str, ...] = ("processors.command",)
+from stages import command as stages_command
 
 
 def register(sub: Any) -> None:
@@ -15,5 +13,4 @@ def register(sub: Any) -> None:
         "process", help="run a processor stage (candles, sentiment or depth) into HDF5"
     )
     kinds = parser.add_subparsers(dest="processor_name", metavar="KIND", required=True)
-    for module_name in PROCESSORS:
-        importlib.import_module(module_name).register(kinds)
+    stages_command.register(kinds)

@@ -10,22 +10,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.pipeline import Child, PipelineConfig, row_counts, run_pipeline
-from harness.pipeline_report import render_table
-from harness.run_history import run_folder
-from harness.settings import (
+from core.settings import (
     Setting,
     add_settings,
     describe,
     folder_path,
     non_negative_float,
+    parse_bool,
     parse_speed,
     positive_float,
     resolve,
 )
+from harness.pipeline import Child, PipelineConfig, row_counts, run_pipeline
+from harness.pipeline_report import render_table
+from harness.run_history import run_folder
 from harness.text_table import wrap
 from harness.verdict import pipeline_verdict
-from transports.url import parse_bool
+from stages.command import window_list
 
 SETTINGS = [
     Setting("transport", "zmq", "kafka (kafka-python), kafka-confluent, zmq (push/pull) or "
@@ -38,7 +39,7 @@ SETTINGS = [
     Setting("tweet_rate", 20.0, "synthetic tweets/s", parse=non_negative_float),
     Setting("symbols", "btcusdt,ethusdt", "Binance symbols"),
     Setting("streams", "trade,ticker,bookTicker", "Binance stream types"),
-    Setting("windows", "1s,1m,1h,1d", "candle / sentiment window sizes"),
+    Setting("windows", "1s,1m,1h,1d", "candle / sentiment window sizes", parse=window_list),
     Setting("binance_recording", None, "replay: Binance recording (.jsonl.gz)"),
     Setting("twitter_recording", None, "replay: Twitter recording (.jsonl.gz)"),
     Setting("speed", 1.0, "replay pace: 1, N times faster, 0 = max", parse=parse_speed),

@@ -31,11 +31,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from core.recording import Frame
 from processors.order_book import DepthDiff, DepthSnapshot, LocalBook, Outcome
 from producers.binance.live import BinanceLiveClient, stream_name_of
 from producers.binance.schema import DEFAULT_MAX_SKEW_MS, MarketEvent, ValidationError, parse_frame
 from producers.binance.topics import is_diff_depth_stream
-from producers.runtime.frames import Frame
 from producers.runtime.progress import nonzero_counts
 
 log = logging.getLogger("producers.binance.depth_sync")

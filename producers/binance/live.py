@@ -33,9 +33,9 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from core.recording import Frame
 from producers.binance.schema import ControlReply, ServerShutdown, ValidationError, parse_frame
 from producers.binance.topics import STREAM_ENDPOINT
-from producers.runtime.frames import Frame
 from producers.runtime.progress import nonzero_counts
 
 log = logging.getLogger("producers.binance.live")

@@ -24,15 +24,16 @@ from typing import Any
 
 import orjson
 
-from producers.binance.limits import (
+from core.binance_limits import (
     INT64_MAX,
     MAX_TIME_MS,
     POSITIVE_DECIMAL,
     SIGNED_DECIMAL,
     SymbolCheck,
 )
+from core.recording import Frame
 from producers.binance.topics import TOPIC_BY_EVENT
-from producers.runtime.frames import Frame, Outgoing, Rejected
+from producers.runtime.frames import Outgoing, Rejected
 from producers.runtime.progress import nonzero_counts
 
 #: A trade frame is ~170 B, a ticker ~500 B; 64 KiB leaves room for any market-data event.

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-from harness.dead_letters import DeadLetters
-from harness.errors import UserError
-from harness.settings import Setting, parse_csv, positive_float, positive_int
+from core.dead_letters import DeadLetters
+from core.errors import UserError
+from core.recording import Frame
+from core.settings import Setting, parse_csv, positive_float, positive_int
 from producers.binance.schema import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_SKEW_MS, BinanceDecoder
 from producers.binance.topics import (
     ALL_TOPICS,
@@ -19,7 +20,6 @@ from producers.binance.topics import (
     is_diff_depth_stream,
     stream_names,
 )
-from producers.runtime.frames import Frame
 from producers.runtime.source import Config, Source
 from producers.runtime.stop import StopAfter
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from core.recording import Frame
 from producers.binance.synthetic_depth import DEPTH_STREAM_TYPES, TICK_MS, SyntheticDepth
 from producers.binance.topics import event_for_stream_type
-from producers.runtime.frames import Frame
 
 MEAN_TRADES_PER_S = 30.6
 MAX_FILLS = 800

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from producers.runtime.frames import Frame
+from core.recording import Frame
 
 TICK_MS = 100
 MEDIAN_CHANGES = 9

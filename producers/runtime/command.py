@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.dead_letters import DeadLetters, JsonlDeadLetterStore
-from harness.errors import UserError
-from harness.heartbeat import Heartbeat
-from harness.run_history import expand_output
-from harness.settings import (
+from core.dead_letters import DeadLetters, JsonlDeadLetterStore
+from core.errors import UserError
+from core.heartbeat import Heartbeat
+from core.output_paths import expand_output
+from core.recording import Frame, RecordingWriter, open_recording
+from core.settings import (
     Setting,
     add_settings,
     describe,
@@ -32,11 +33,9 @@ from harness.settings import (
     positive_float,
     resolve,
 )
-from producers.runtime.frames import Frame
 from producers.runtime.pacing import PaceTracker, replayed_at_speed
 from producers.runtime.producer import CHECK_EVERY, Producer, drive, drive_async
 from producers.runtime.progress import ProgressReporter, write_summary
-from producers.runtime.recording import RecordingWriter, open_recording
 from producers.runtime.source import Config, LiveSource, Source
 from producers.runtime.stop import StopAfter, publishing
 from transports import open_transport

@@ -9,20 +9,9 @@ raises ``Rejected``: the frame then goes to the dead letters with its raw bytes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One frame as received: text (recordings, generators) or bytes (live clients)."""
-
-    recv_ns: int
-    raw: bytes | str
-
-    def raw_bytes(self) -> bytes:
-        return self.raw if type(self.raw) is bytes else self.raw.encode()  # type: ignore[union-attr]
-
+from core.recording import Frame
 
 #: One message to publish: ``(topic, key, value, event_time_ns)``. A plain tuple: one is built
 #: per message on the hot path. The runtime adds the envelope and the ``recv_ns`` header.

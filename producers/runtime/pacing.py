@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 
-from producers.runtime.frames import Frame
+from core.recording import Frame
 from producers.runtime.stop import StopAfter
 
 #: A producer more than this share below its target rate did not keep pace (as in bench).

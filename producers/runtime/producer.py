@@ -14,10 +14,10 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterable
 
-from harness.dead_letters import DeadLetters
-from producers.runtime.frames import Decoder, Frame, Rejected
+from core.dead_letters import DeadLetters
+from core.recording import Frame, RecordingWriter
+from producers.runtime.frames import Decoder, Rejected
 from producers.runtime.progress import ProgressReporter
-from producers.runtime.recording import RecordingWriter
 from producers.runtime.stop import StopAfter
 from transports.base import MessageTooLargeError, Publisher
 

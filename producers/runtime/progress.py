@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, TextIO
 from producers.runtime.pacing import PaceTracker
 
 if TYPE_CHECKING:
-    from harness.heartbeat import Heartbeat
+    from core.heartbeat import Heartbeat
 
 
 class ProgressReporter:
     """Prints one line every ``every_s`` seconds (and a final one) to stderr; never per message.
 
-    With a ``heartbeat`` (``harness.heartbeat.Heartbeat``) it also keeps the service's liveness
+    With a ``heartbeat`` (``core.heartbeat.Heartbeat``) it also keeps the service's liveness
     file fresh: the main loop's ticks are what the compose healthcheck sees.
     """
 

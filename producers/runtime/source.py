@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from harness.dead_letters import DeadLetters
-from harness.settings import Setting
-from producers.runtime.frames import Decoder, Frame
+from core.dead_letters import DeadLetters
+from core.recording import Frame
+from core.settings import Setting
+from producers.runtime.frames import Decoder
 from producers.runtime.stop import StopAfter
 
 #: The resolved settings of one run: the common ones and the source's own, by name.

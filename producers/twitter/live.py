@@ -26,13 +26,13 @@ import orjson
 import requests
 import tweepy
 
-from harness.errors import UserError
-from producers.runtime.frames import Frame
+from core.errors import UserError
+from core.recording import Frame
+from core.redaction import redact_text
 from producers.runtime.progress import nonzero_counts
 from producers.runtime.stop import StopAfter
 from producers.twitter.routing import redact_in_loggers, route_session
 from producers.twitter.schema import DEFAULT_QUERY
-from transports.url import redact_text
 
 log = logging.getLogger("producers.twitter.live")
 

@@ -17,7 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 
-from harness.errors import UserError
+from core.errors import UserError
 
 TWITTER_API_URL = "https://api.twitter.com"
 DEFAULT_TIMEOUT_S = 30.0

@@ -25,8 +25,9 @@ from typing import Any
 
 import orjson
 
-from harness.dead_letters import DeadLetters
-from producers.runtime.frames import Frame, Outgoing, Rejected
+from core.dead_letters import DeadLetters
+from core.recording import Frame
+from producers.runtime.frames import Outgoing, Rejected
 from producers.runtime.progress import nonzero_counts
 
 log = logging.getLogger("producers.twitter.schema")

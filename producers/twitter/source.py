@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from harness.dead_letters import DeadLetters
-from harness.errors import UserError
-from harness.settings import Setting, parse_csv, positive_float, positive_int
-from producers.runtime.frames import Frame
+from core.dead_letters import DeadLetters
+from core.errors import UserError
+from core.recording import Frame
+from core.settings import Setting, parse_csv, positive_float, positive_int
 from producers.runtime.source import Config, LiveSource, Source
 from producers.runtime.stop import StopAfter
 from producers.twitter.schema import DEFAULT_QUERY, TOPIC, TweetDecoder

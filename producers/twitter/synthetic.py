@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from producers.runtime.frames import Frame
+from core.recording import Frame
 
 TWITTER_EPOCH_MS = 1_288_834_974_657
 

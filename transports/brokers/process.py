@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.errors import UserError
+from core.errors import UserError
 from transports.base import TransportError
 
 log = logging.getLogger("transports.brokers")

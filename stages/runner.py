@@ -27,14 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from sinks.hdf5 import Hdf5Sink
 from sinks.hdf5_schema import Gap
 from transports import Envelope, Subscriber, TransportError, open_transport
 from transports.base import SubscriberStats
 from transports.sequence import SequenceTracker
 
-log = logging.getLogger("processors.stage_runner")
+log = logging.getLogger("stages.runner")
 
 Rows = np.ndarray | list[Any]
 

@@ -13,25 +13,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.heartbeat import Heartbeat
-from harness.run_history import expand_output
-from harness.settings import (
+from core.heartbeat import Heartbeat
+from core.output_paths import expand_output
+from core.settings import (
     Setting,
     add_settings,
     describe,
     non_empty_path,
     non_negative_float,
     non_negative_int,
+    parse_bool,
     parse_csv,
     positive_float,
     redacted,
     resolve,
 )
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
-from processors.stage_runner import RunLimits, StageSummary, run_stage
-from transports.url import parse_bool
+from processors.windowing import parse_windows
+from stages.runner import RunLimits, StageSummary, run_stage
 
-log = logging.getLogger("processors.command")
+log = logging.getLogger("stages.command")
 
 DEFAULT_ENDPOINTS = {"candles": "zmq+tcp://127.0.0.1:5555", "sentiment": "zmq+tcp://127.0.0.1:5556",
                      "depth": "zmq+tcp://127.0.0.1:5555"}
@@ -50,7 +51,8 @@ def settings_for(kind: str) -> list[Setting]:
                 parse=non_empty_path),
         Setting("group", None, "Kafka consumer group to share work (default: read all "
                 "partitions by assignment and resume from the file's positions)"),
-        Setting("windows", ",".join(DEFAULT_WINDOWS), "tumbling window sizes", parse=str),
+        Setting("windows", ",".join(DEFAULT_WINDOWS), "tumbling window sizes",
+                parse=window_list),
         Setting("grace_ms", DEFAULT_GRACE_MS, "watermark grace period in ms",
                 parse=non_negative_int),
         Setting("flush_interval", 1.0, "seconds between checkpoints (rows+positions)",
@@ -83,22 +85,22 @@ def _make_stage(kind: str, values: dict[str, Any]) -> Any:
     windows = parse_csv(values["windows"])
     grace = values["grace_ms"]
     if kind == "depth":
-        from processors.depth_stage import DepthStage
+        from stages.depth import DepthStage
 
         return DepthStage
     if kind == "candles" and values["with_depth"]:
-        from processors.candle_stage import CandleStage
-        from processors.combined_stage import CombinedStage
-        from processors.depth_stage import DepthStage
+        from stages.candles import CandleStage
+        from stages.combined import CombinedStage
+        from stages.depth import DepthStage
 
         return lambda dead: CombinedStage(
             dead, [CandleStage(dead, windows, grace), DepthStage(dead)]
         )
     if kind == "candles":
-        from processors.candle_stage import CandleStage
+        from stages.candles import CandleStage
 
         return lambda dead: CandleStage(dead, windows, grace)
-    from processors.sentiment_stage import SentimentStage
+    from stages.sentiment import SentimentStage
 
     return lambda dead: SentimentStage(dead, windows, grace)
 
@@ -113,13 +115,17 @@ def _progress(summary: StageSummary) -> None:
     )
 
 
+def window_list(text: str) -> str:
+    """``--windows`` checked as it is read: a bad size is a one-line error before anything
+    connects (``WindowSpecError`` is a ValueError, which settings turn into that line)."""
+    parse_windows(parse_csv(text))
+    return text
+
+
 def run(kind: str, args: argparse.Namespace) -> int:
     specs = settings_for(kind)
     values = resolve(args, specs)
     print(f"harness process {kind}: " + "; ".join(describe(values, specs)), file=sys.stderr)
-    from processors.windowing import parse_windows
-
-    parse_windows(parse_csv(values["windows"]))  # a bad window: one-line error before connecting
     output = Path(expand_output(str(values["output"]), values["transport"]))
     summary = run_stage(
         _make_stage(kind, values),

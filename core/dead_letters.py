@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-log = logging.getLogger("harness.dead_letters")
+log = logging.getLogger("core.dead_letters")
 
 #: Raw bytes kept per dead letter; larger frames are truncated in the store, length recorded.
 MAX_KEPT_BYTES = 1_048_576

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from harness.dead_letters import DeadLetters
+from core.dead_letters import DeadLetters
 from processors.depth_parsing import decode_depth
 from processors.depth_rows import DEPTH_1S_DTYPE, book_row
 from processors.order_book import DepthDiff, DepthSnapshot, LocalBook, Outcome
-from processors.stage_runner import Rows, Stage
 from processors.trade_parsing import DecodeError
+from stages.runner import Rows, Stage
 from transports import Envelope
 
 DEPTH_TOPIC = "binance.depth"
@@ -203,8 +203,8 @@ def books_from_state(state: bytes) -> dict[str, LocalBook]:
 def read_books(path: str | os.PathLike[str]) -> dict[str, LocalBook]:
     """The books as of the last checkpoint of a file written by this stage (alone or combined
     with others), read while its writer may still run (SWMR)."""
-    from processors.stage_runner import split_state
     from sinks.hdf5_reader import open_snapshot
+    from stages.runner import split_state
 
     with open_snapshot(path) as snap:
         state = snap.checkpoint.state if snap.checkpoint else b""

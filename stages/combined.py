@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from harness.dead_letters import DeadLetters
-from processors.stage_runner import Rows, Stage
+from core.dead_letters import DeadLetters
+from stages.runner import Rows, Stage
 from transports import Envelope
 
 

@@ -17,13 +17,24 @@ import json
 import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import orjson
 
-from harness.errors import UserError
-from producers.runtime.frames import Frame
+from core.errors import UserError
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame as received: text (recordings, generators) or bytes (live clients)."""
+
+    recv_ns: int
+    raw: bytes | str
+
+    def raw_bytes(self) -> bytes:
+        return self.raw if type(self.raw) is bytes else self.raw.encode()  # type: ignore[union-attr]
 
 
 class RecordingWriter:

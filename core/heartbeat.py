@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-log = logging.getLogger("harness.heartbeat")
+log = logging.getLogger("core.heartbeat")
 
 #: Seconds between touches: cheap (one utime) and far below any sensible --max-age.
 BEAT_EVERY_S = 5.0

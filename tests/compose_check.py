@@ -7,7 +7,7 @@ transport URL options, volumes, env files and the ``depends_on`` graph; ``local_
 an application service into the argv and environment of a local process (host names mapped to
 local addresses) so a test can run the pipeline a compose file describes.
 
-    python -m harness.compose_check compose/zmq.yml compose/kafka.yml,compose/kafka-cluster.yml
+    python tests/compose_check.py compose/zmq.yml compose/kafka.yml,compose/kafka-cluster.yml
     (one project per argument; a comma joins a file and its overrides; exit 1 on problems)
 """
 
@@ -28,9 +28,10 @@ from typing import Any
 
 import yaml
 
+from core.settings import parse_bool
 from transports import backend_class
 from transports.base import TransportError
-from transports.url import Option, parse_bool, parse_url
+from transports.url import Option, parse_url
 
 #: The image every harness service runs (built from the repository's Dockerfile).
 HARNESS_IMAGE = "dual-transport-harness"
@@ -257,7 +258,7 @@ def parse_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argpa
         raise ComposeError(lines[-1] if lines else f"cannot parse {list(argv)}") from None
 
 
-#: ``harness.settings.add_settings`` writes each flag's environment variable into its help.
+#: ``core.settings.add_settings`` writes each flag's environment variable into its help.
 _ENV_IN_HELP = re.compile(r"\[env (\S+?);")
 
 
@@ -287,7 +288,7 @@ def env_settings(parser: argparse.ArgumentParser,
 def effective_values(parser: argparse.ArgumentParser, argv: Sequence[str],
                      environment: Mapping[str, str]) -> dict[str, Any]:
     """What the command would run with, per setting: the flag, else the environment variable
-    (parsed and checked like ``harness.settings.resolve``), else None (= its default)."""
+    (parsed and checked like ``core.settings.resolve``), else None (= its default)."""
     args = parse_command(parser, argv)
     values: dict[str, Any] = {}
     for var, action in env_settings(parser, argv).items():
@@ -374,7 +375,7 @@ def check_heartbeat_healthcheck(parser: argparse.ArgumentParser, name: str,
         return [f"{name}: healthcheck 'harness {' '.join(argv)}': {exc}"]
     if argv[0] != "health":
         return [f"{name}: healthcheck runs 'harness {argv[0]}', not 'harness health'"]
-    from harness.heartbeat import BEAT_EVERY_S
+    from core.heartbeat import BEAT_EVERY_S
 
     problems = []
     beating = resolved.get("heartbeat")
@@ -699,7 +700,7 @@ def main(argv: Iterable[str] | None = None) -> int:
 
     projects = list(argv if argv is not None else sys.argv[1:])
     if not projects:
-        print("usage: python -m harness.compose_check FILE[,OVERRIDE...] [FILE...]")
+        print("usage: python tests/compose_check.py FILE[,OVERRIDE...] [FILE...]")
         return 2
     parser = build_parser()
     failed = False

@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from harness.dead_letters import DeadLetters
-from processors.candle_stage import MAX_FUTURE_MS
+from core.dead_letters import DeadLetters
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
 from processors.sentiment import (
     LATE_TWEET_DTYPE,
@@ -26,11 +25,12 @@ from processors.sentiment import (
     decode_tweet,
     tweet_row,
 )
-from processors.stage_runner import Rows, Stage
 from processors.trade_parsing import DecodeError
 from processors.window_state import restore_windows, snapshot_windows
 from processors.windowing import window_label
 from sinks.hdf5_schema import TWEET_TEXT_BYTES
+from stages.candles import MAX_FUTURE_MS
+from stages.runner import Rows, Stage
 from transports import Envelope
 
 TWEET_TOPIC = "twitter.tweet"

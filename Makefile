@@ -22,7 +22,7 @@ demo: $(STAMP)
 ## The test suite (what CI runs).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 ## The fast tier while working (under 3 min here): no Kafka broker, no test marked slow.
 ## `make test` stays the one CI runs.

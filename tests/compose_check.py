@@ -313,11 +313,12 @@ def effective_values(parser: argparse.ArgumentParser, argv: Sequence[str],
 def option_spec(url: str) -> Mapping[str, Option]:
     """The declared URL options of the backend ``url`` names."""
     cls = backend_class(url)
-    module = sys.modules[cls.__module__]
-    for value in vars(module).values():
-        if (isinstance(value, dict) and value
-                and all(isinstance(o, Option) for o in value.values())):
-            return value
+    for klass in cls.__mro__:  # a client adapter's options live with its core (kafka_core)
+        module = sys.modules[klass.__module__]
+        for value in vars(module).values():
+            if (isinstance(value, dict) and value
+                    and all(isinstance(o, Option) for o in value.values())):
+                return value
     raise ComposeError(f"{cls.__module__} declares no URL options")
 
 

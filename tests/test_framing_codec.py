@@ -108,33 +108,9 @@ def test_valid_frames_encode_and_decode_identically(
     frame = _framing_c.encode_frame(*args)
     assert frame == py_encode_frame(*args)
     _both_decoders(frame)
-
-
-@needs_c
-@settings(max_examples=300, derandomize=True)
-@given(
-    value=st.binary(max_size=300),
-    key=st.none() | st.binary(max_size=40),
-    headers=headers_st,
-    pid=st.text(max_size=80),
-    seq=int64,
-    event=int64,
-    publish=int64,
-)
-def test_batch_entries_encode_identically(
-    value: bytes,
-    key: bytes | None,
-    headers: framing.Headers,
-    pid: str,
-    seq: int,
-    event: int,
-    publish: int,
-) -> None:
-    args = (value, key, headers, pid, seq, event, publish)
-    entry = _framing_c.encode_entry(*args)
-    assert entry == py_encode_entry(*args)
-    batch = framing.encode_batch("t", [entry, entry])
-    assert [e.value for e in py_decode_into_list(batch)] == [value, value]
+    entry = _framing_c.encode_entry(*args[1:])  # the same envelope as one entry of a batch
+    assert entry == py_encode_entry(*args[1:])
+    assert py_decode_into_list(framing.encode_batch(topic, [entry, entry]))[1].value == value
 
 
 def py_decode_into_list(frame: bytes) -> list[Envelope]:

@@ -27,6 +27,7 @@ from transports.framing import (
     FrameError,
     py_decode_frame,
     py_decode_into,
+    py_encode_entry,
     py_encode_frame,
 )
 
@@ -35,7 +36,7 @@ try:
 except ImportError:  # no compiler where this was installed: test_codec_is_built says so
     _framing_c = None  # type: ignore[assignment]
 else:  # framing.py skips this under HARNESS_CODEC=python; the comparison runs either way
-    _framing_c.setup(Envelope, py_encode_frame, py_decode_frame, py_decode_into)
+    _framing_c.setup(Envelope, py_encode_frame, py_decode_frame, py_decode_into, py_encode_entry)
 
 needs_c = pytest.mark.skipif(_framing_c is None, reason="compiled codec not built here")
 
@@ -107,6 +108,32 @@ def test_valid_frames_encode_and_decode_identically(
     frame = _framing_c.encode_frame(*args)
     assert frame == py_encode_frame(*args)
     _both_decoders(frame)
+    entry = _framing_c.encode_entry(*args[1:])  # the same envelope as one entry of a batch
+    assert entry == py_encode_entry(*args[1:])
+    assert py_decode_into_list(framing.encode_batch(topic, [entry, entry]))[1].value == value
+
+
+def py_decode_into_list(frame: bytes) -> list[Envelope]:
+    out: list[Envelope] = []
+    py_decode_into(frame, out)
+    return out
+
+
+@needs_c
+@pytest.mark.parametrize(
+    "args",
+    [
+        (b"v", b"k" * 70_000, (), "p", 0, 0, 0),  # key too long: ValueError from Python
+        (b"v", None, (), "p", 2**63, 0, 0),  # out of int64
+        (b"v", None, (("\ud800", b"x"),), "p", 0, 0, 0),  # name not encodable
+        ("text", None, (), "p", 0, 0, 0),  # str value
+        (b"v", None, [], "p", 0, 0, 0),  # headers as a list
+    ],
+)
+def test_unusual_entry_arguments_take_the_python_path(args: tuple[Any, ...]) -> None:
+    assert _outcome(lambda: _framing_c.encode_entry(*args)) == _outcome(
+        lambda: py_encode_entry(*args)
+    )
 
 
 @st.composite

@@ -421,6 +421,25 @@ def test_batch_linger_sends_without_another_publish_or_flush(ctx: zmq.Context[An
         assert [e.seq for e in receive(sub, 1, timeout=10.0)] == [3]
 
 
+def test_batching_is_adaptive_a_message_after_a_quiet_linger_goes_at_once(
+    ctx: zmq.Context[Any],
+) -> None:
+    # The publisher connects (bind=subscriber): its pipe exists at once, no race with connect.
+    url = tcp_url("bind=subscriber&batch=100&batch_linger_ms=60000")  # never waited out
+    with (
+        ZmqTransport(url, context=ctx) as transport,
+        transport.subscriber(["t"]) as sub,
+        transport.publisher("p") as pub,
+    ):
+        pub.publish("t", b"first")  # nothing pending, nothing sent lately: no linger
+        assert [e.value for e in receive(sub, 1)] == [b"first"]
+        for i in range(3):  # these queue up behind it: batched until full, flush or linger
+            pub.publish("t", b"%d" % i)
+        assert quiet(sub, 0.3) == []
+        pub.flush()
+        assert [e.seq for e in receive(sub, 3)] == [1, 2, 3]
+
+
 def test_poll_never_returns_more_than_max_messages_from_batch_frames(
     ctx: zmq.Context[Any],
 ) -> None:

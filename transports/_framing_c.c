@@ -40,6 +40,7 @@ static Py_ssize_t field_offset[N_FIELDS];
 static PyObject *py_encode_frame = NULL;
 static PyObject *py_decode_frame = NULL;
 static PyObject *py_decode_into = NULL;
+static PyObject *py_encode_entry = NULL;
 static PyObject *minus_one = NULL;
 static PyObject *zero = NULL;
 static PyObject *empty_tuple = NULL;
@@ -495,20 +496,19 @@ static int int64_of(PyObject *number, int64_t *out)
     return 1;
 }
 
-/* encode_frame(topic, value, key, headers, producer_id, seq, event_time_ns, publish_time_ns) */
-static PyObject *encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+/* One envelope: a single frame ``topic | 0 | head ...`` when ``topic_obj`` is given, else a batch
+   entry ``entry_len u32 | head ...``. ``env`` holds value, key, headers, producer_id, seq,
+   event_time_ns, publish_time_ns. Returns NULL with no exception set for anything the Python
+   twin must handle (it raises the errors). */
+static PyObject *encode_envelope(PyObject *topic_obj, PyObject *const *env)
 {
-    if (!ready())
-        return NULL;
-    if (kwnames != NULL || nargs != 8)
-        goto defer;
-    PyObject *value = args[1], *key = args[2], *headers = args[3];
-    Py_ssize_t topic_len, pid_len;
-    const char *topic = utf8_of(args[0], &topic_len);
-    const char *pid = utf8_of(args[4], &pid_len);
+    PyObject *value = env[0], *key = env[1], *headers = env[2];
+    Py_ssize_t topic_len = 0, pid_len;
+    const char *topic = topic_obj == NULL ? "" : utf8_of(topic_obj, &topic_len);
+    const char *pid = utf8_of(env[3], &pid_len);
     int64_t seq, event_ns, publish_ns;
     if (topic == NULL || pid == NULL || !PyBytes_CheckExact(value) || !PyTuple_CheckExact(headers)
-        || !int64_of(args[5], &seq) || !int64_of(args[6], &event_ns) || !int64_of(args[7], &publish_ns))
+        || !int64_of(env[4], &seq) || !int64_of(env[5], &event_ns) || !int64_of(env[6], &publish_ns))
         goto defer;
     Py_ssize_t key_len = 0;
     if (key != Py_None) {
@@ -520,7 +520,7 @@ static PyObject *encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_ssize_t n_headers = PyTuple_GET_SIZE(headers);
     if (pid_len > 0xFFFF || n_headers > 0xFFFF || value_len > 0xFFFFFFFFLL)
         goto defer;
-    Py_ssize_t size = topic_len + 1 + HEAD_SIZE + pid_len + key_len + value_len;
+    Py_ssize_t size = (topic_obj == NULL ? 4 : topic_len + 1) + HEAD_SIZE + pid_len + key_len + value_len;
     for (Py_ssize_t i = 0; i < n_headers; i++) {
         PyObject *pair = PyTuple_GET_ITEM(headers, i);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_CheckExact(PyTuple_GET_ITEM(pair, 1)))
@@ -534,10 +534,18 @@ static PyObject *encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     PyObject *frame = PyBytes_FromStringAndSize(NULL, size);
     if (frame == NULL)
         return NULL;
+    if (topic_obj == NULL && size - 4 > 0xFFFFFFFFLL) {
+        Py_DECREF(frame);
+        goto defer;
+    }
     unsigned char *p = (unsigned char *)PyBytes_AS_STRING(frame);
-    memcpy(p, topic, (size_t)topic_len);
-    p += topic_len;
-    *p++ = 0;
+    if (topic_obj == NULL) {
+        p = wr_u32(p, (uint32_t)(size - 4));
+    } else {
+        memcpy(p, topic, (size_t)topic_len);
+        p += topic_len;
+        *p++ = 0;
+    }
     *p++ = 'D';
     *p++ = 'H';
     *p++ = VERSION;
@@ -570,15 +578,46 @@ static PyObject *encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     memcpy(p, PyBytes_AS_STRING(value), (size_t)value_len);
     return frame;
 defer:
+    return NULL;
+}
+
+/* encode_frame(topic, value, key, headers, producer_id, seq, event_time_ns, publish_time_ns) */
+static PyObject *encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (!ready())
+        return NULL;
+    if (kwnames == NULL && nargs == 8) {
+        PyObject *frame = encode_envelope(args[0], args + 1);
+        if (frame != NULL || PyErr_Occurred())
+            return frame;
+    }
     return PyObject_Vectorcall(py_encode_frame, args, nargs, kwnames);
+}
+
+/* encode_entry(value, key, headers, producer_id, seq, event_time_ns, publish_time_ns): one
+   envelope of a batch frame, packed here whole (key and headers too). */
+static PyObject *encode_entry(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (!ready())
+        return NULL;
+    if (py_encode_entry == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "transports._framing_c.setup() got no encode_entry");
+        return NULL;
+    }
+    if (kwnames == NULL && nargs == 7) {
+        PyObject *entry = encode_envelope(NULL, args);
+        if (entry != NULL || PyErr_Occurred())
+            return entry;
+    }
+    return PyObject_Vectorcall(py_encode_entry, args, nargs, kwnames);
 }
 
 /* setup(envelope_type, encode_frame, decode_frame, decode_into): the Envelope class to build and
    the Python twins to defer to. Checks that Envelope is what new_envelope assumes. */
 static PyObject *setup(PyObject *self, PyObject *args)
 {
-    PyObject *type, *encode, *decode, *into;
-    if (!PyArg_ParseTuple(args, "O!OOO:setup", &PyType_Type, &type, &encode, &decode, &into))
+    PyObject *type, *encode, *decode, *into, *entry = NULL;
+    if (!PyArg_ParseTuple(args, "O!OOO|O:setup", &PyType_Type, &type, &encode, &decode, &into, &entry))
         return NULL;
     PyTypeObject *tp = (PyTypeObject *)type;
     if (tp->tp_base != &PyBaseObject_Type || tp->tp_dictoffset != 0
@@ -609,13 +648,17 @@ static PyObject *setup(PyObject *self, PyObject *args)
     Py_XSETREF(py_encode_frame, Py_NewRef(encode));
     Py_XSETREF(py_decode_frame, Py_NewRef(decode));
     Py_XSETREF(py_decode_into, Py_NewRef(into));
+    if (entry != NULL)
+        Py_XSETREF(py_encode_entry, Py_NewRef(entry));
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
-    {"setup", setup, METH_VARARGS, "setup(envelope_type, encode_frame, decode_frame, decode_into)"},
+    {"setup", setup, METH_VARARGS, "setup(envelope_type, encode_frame, decode_frame, decode_into[, encode_entry])"},
     {"encode_frame", (PyCFunction)(void (*)(void))encode_frame, METH_FASTCALL | METH_KEYWORDS,
      "encode_frame(topic, value, key, headers, producer_id, seq, event_time_ns, publish_time_ns)"},
+    {"encode_entry", (PyCFunction)(void (*)(void))encode_entry, METH_FASTCALL | METH_KEYWORDS,
+     "encode_entry(value, key, headers, producer_id, seq, event_time_ns, publish_time_ns)"},
     {"decode_frame", (PyCFunction)(void (*)(void))decode_frame, METH_FASTCALL | METH_KEYWORDS,
      "decode_frame(frame, receive_time_ns=0) -> Envelope"},
     {"decode_into", (PyCFunction)(void (*)(void))decode_into, METH_FASTCALL | METH_KEYWORDS,

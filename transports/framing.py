@@ -18,10 +18,11 @@ Kafka carries key, value and headers natively; only the harness metadata travels
 ``x-harness`` header (seq, event_ns, publish_ns, producer id) to keep per-record cost low.
 Every decoder validates lengths and raises ``FrameError`` with a *kind* for dead-lettering.
 
-Two implementations of the per-frame hot path (``encode_frame``, ``decode_frame``,
-``decode_into``): the compiled ``transports._framing_c`` (built by ``pip install``; a C compiler
-is needed) and the pure-Python ``py_*`` functions here, which are the reference: the C code
-handles the common valid case and calls them for everything else, so errors come from one place.
+Two implementations of the per-frame hot path (``encode_frame``, ``encode_entry``,
+``decode_frame``, ``decode_into``): the compiled ``transports._framing_c`` (built by
+``pip install``; a C compiler is needed) and the pure-Python ``py_*`` functions here, which
+are the reference: the C code handles the common valid case and calls them for everything
+else, so errors come from one place.
 ``CODEC`` says which one is in use; ``HARNESS_CODEC=python`` forces the pure-Python one (to
 compare, or to rule the C code out); without a compiler the package falls back to it by itself.
 """
@@ -233,7 +234,7 @@ def _decode_headers(frame: bytes, pos: int, count: int, end: int) -> tuple[Heade
     return tuple(headers), pos
 
 
-def encode_entry(
+def py_encode_entry(
     value: bytes,
     key: bytes | None,
     headers: Headers,
@@ -291,15 +292,16 @@ def encode_batch(topic: str, entries: list[bytes]) -> bytes:
 class BatchEncoder:
     """Builds one batch frame of ``topic`` envelope by envelope, joined once in ``frame()``.
 
-    The publisher's hot path: an envelope without key and headers costs one struct pack and
-    a list extend (the same bytes ``encode_entry`` produces).
+    The publisher's hot path: one ``encode_entry`` call per envelope, which the compiled codec
+    packs whole (key and headers included: packing them in Python cost more per envelope than
+    the one-frame-per-envelope send a batch saves).
     """
 
-    __slots__ = ("_parts", "_pid", "count", "size")
+    __slots__ = ("_parts", "_producer_id", "count", "size")
 
     def __init__(self, topic: str, producer_id: str) -> None:
         self._parts: list[bytes] = [_name_bytes(topic) + b"\x00", b""]  # [1]: batch header
-        self._pid = _name_bytes(producer_id)
+        self._producer_id = producer_id
         self.count = 0
         self.size = len(self._parts[0]) + _BATCH_HEAD.size  #: bytes of the frame so far
 
@@ -312,29 +314,11 @@ class BatchEncoder:
         event_time_ns: int,
         publish_time_ns: int,
     ) -> None:
-        pid = self._pid
-        if key is None and not headers:
-            self._parts += (
-                _ENTRY.pack(
-                    _HEAD.size + len(pid) + len(value),
-                    _MAGIC_VERSION,
-                    0,
-                    seq,
-                    event_time_ns,
-                    publish_time_ns,
-                    len(pid),
-                    NO_KEY,
-                    0,
-                    len(value),
-                ),
-                pid,
-                value,
-            )
-            self.size += _ENTRY.size + len(pid) + len(value)
-        else:
-            entry = _entry(value, key, headers, pid, seq, event_time_ns, publish_time_ns)
-            self._parts.append(entry)
-            self.size += len(entry)
+        entry = encode_entry(
+            value, key, headers, self._producer_id, seq, event_time_ns, publish_time_ns
+        )
+        self._parts.append(entry)
+        self.size += len(entry)
         self.count += 1
 
     def frame(self) -> bytes:
@@ -430,8 +414,9 @@ class CodecSettingError(TransportError, ImportError):
     ``TransportError``), and still an ``ImportError`` for code importing this module."""
 
 
-def _select_codec() -> tuple[str, Any, Any, Any, Any]:
-    """(name, encode_frame, decode_frame, decode_into, receive_into): the compiled codec unless
+def _select_codec() -> tuple[str, Any, Any, Any, Any, Any]:
+    """(name, encode_frame, encode_entry, decode_frame, decode_into, receive_into): the compiled
+    codec unless
     it is missing or ``HARNESS_CODEC=python``; ``HARNESS_CODEC=c`` makes a missing one an error.
     ``receive_into`` (a ZeroMQ receive loop decoding as it goes) exists in C only: None here."""
     wanted = os.environ.get("HARNESS_CODEC", "auto").lower() or "auto"
@@ -449,11 +434,15 @@ def _select_codec() -> tuple[str, Any, Any, Any, Any]:
                 "compiled codec not built (%s); using the pure-Python one", exc
             )
         else:
-            _framing_c.setup(Envelope, py_encode_frame, py_decode_frame, py_decode_into)
+            _framing_c.setup(
+                Envelope, py_encode_frame, py_decode_frame, py_decode_into, py_encode_entry
+            )
             c = _framing_c
-            return "c", c.encode_frame, c.decode_frame, c.decode_into, c.receive_into
-    return "python", py_encode_frame, py_decode_frame, py_decode_into, None
+            return "c", c.encode_frame, c.encode_entry, c.decode_frame, c.decode_into, \
+                c.receive_into
+    return "python", py_encode_frame, py_encode_entry, py_decode_frame, py_decode_into, None
 
 
-#: "c" or "python": which implementation ``encode_frame``/``decode_frame``/``decode_into`` are.
-CODEC, encode_frame, decode_frame, decode_into, receive_into = _select_codec()
+#: "c" or "python": which implementation ``encode_frame``/``encode_entry``/``decode_frame``/
+#: ``decode_into`` are.
+CODEC, encode_frame, encode_entry, decode_frame, decode_into, receive_into = _select_codec()

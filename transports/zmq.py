@@ -7,7 +7,11 @@ One frame per message by default (``transports.framing``; one send per message i
 than send_multipart here). ``batch=N`` packs up to N envelopes of one topic into one frame, the
 way Kafka's linger does: a batch goes out when full, on ``flush()``/``close()``, or at the latest
 ``batch_linger_ms`` (default 1) after its first envelope (a linger thread sends it, so an idle
-producer's last messages are not stranded; that delay is the latency cost). A batch is validated
+producer's last messages are not stranded). Batching is adaptive: an envelope published when
+nothing is pending and no frame went out for ``batch_linger_ms`` is sent at once, alone, so a
+producer slower than one message per linger pays no latency for ``batch``; only messages that
+arrive while others wait are batched, and they wait at most ``batch_linger_ms`` (that one send
+never blocks: with no peer or a full pipe the envelope is batched instead). A batch is validated
 and delivered or rejected as a whole; every envelope in it keeps its own sequence number, so a
 lost batch counts as that many lost messages. Subscribers read both frame kinds whatever their
 own URL says. Batching moves the per-frame costs (recv, send, syscalls) off the per-message path:
@@ -533,6 +537,10 @@ class ZmqPublisher(Publisher):
 class _Batcher:
     """Collects envelopes per topic into batch frames for ``batch=N``.
 
+    Adaptive: an envelope that finds nothing pending, a linger after the last frame sent, goes
+    out at once as a single frame (a slow trickle is never delayed); the ones that follow within
+    a linger are batched.
+
     A batch is sent when it holds N envelopes, on ``flush()``/``close()``, and at the latest
     ``batch_linger_ms`` after its oldest envelope was added: a daemon thread sleeps until then, so
     delivery never depends on the caller publishing again. That deadline is the latency cost of
@@ -550,6 +558,7 @@ class _Batcher:
         self._pending: dict[str, BatchEncoder] = {}
         self._producer_id = publisher.producer_id
         self._oldest = 0.0  # monotonic time of the oldest pending envelope
+        self._last_sent = -1e9  # monotonic time the last frame went out
         #: Guards the socket and ``_pending``; re-entrant so ``publish`` can hold it around its
         #: first-send subscription check (which reads the socket) and ``add``.
         self.lock = threading.RLock()
@@ -576,15 +585,29 @@ class _Batcher:
                 self._raise_deferred()
             batch = self._pending.get(topic)
             if batch is None:
+                now = time.monotonic()
+                if not self._pending and now - self._last_sent >= self._linger_s:
+                    frame = encode_frame(topic, value, key, headers, self._producer_id, seq,
+                                         event_time_ns, publish_time_ns)  # fmt: skip
+                    try:
+                        self._publisher._send_frame(frame, zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass  # no peer or a full pipe: batch it, as if others were waiting
+                    except zmq.ZMQError as exc:
+                        raise self._publisher._send_error(topic, exc) from None
+                    else:
+                        self._last_sent = now
+                        return
                 batch = self._pending[topic] = BatchEncoder(topic, self._producer_id)
                 if not self._wake.is_set():
-                    self._oldest = time.monotonic()
+                    self._oldest = now
                     self._wake.set()
             batch.add(value, key, headers, seq, event_time_ns, publish_time_ns)
             if batch.count >= self._size or batch.size >= BATCH_FRAME_BYTES:
                 del self._pending[topic]
                 if not self._pending:
                     self._wake.clear()  # the next envelope starts a new linger deadline
+                self._last_sent = time.monotonic()
                 self._publisher._send_wire(topic, batch.frame())
 
     def flush(self) -> None:
@@ -610,6 +633,7 @@ class _Batcher:
         """Caller holds the lock."""
         pending, self._pending = self._pending, {}
         self._wake.clear()
+        self._last_sent = time.monotonic()
         for topic, batch in pending.items():
             if batch.count:  # empty if its only envelope failed to encode (key too long)
                 self._publisher._send_wire(topic, batch.frame())

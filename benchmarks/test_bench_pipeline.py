@@ -43,8 +43,11 @@ import h5py
 import numpy as np
 import orjson
 import pytest
-import zmq
-from test_bench_zmq import PUSH_CLOSE, PUSH_PRELUDE  # benchmarks/ is on sys.path (script, pytest)
+from test_bench_zmq import (  # benchmarks/ is on sys.path (script, pytest)
+    PUSH_CLOSE,
+    PUSH_PRELUDE,
+    raw_pull,
+)
 
 from core.dead_letters import DeadLetters
 from core.recording import RecordingWriter
@@ -116,26 +119,13 @@ RAW_ZMQ_SENDER = PUSH_PRELUDE + "for _ in range(n):\n    send(payload)\n" + PUSH
 
 def raw_zmq(frame: bytes, n: int) -> float:
     """msg/s of a bare pyzmq PUSH -> PULL loop (sender in another process), same frames."""
-    port = free_tcp_port()
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PULL)
-    sock.rcvhwm = 100_000
-    sock.linger = 0
-    sock.bind(f"tcp://127.0.0.1:{port}")
-    sender = subprocess.Popen(
-        [sys.executable, "-c", RAW_ZMQ_SENDER, str(port), str(n), frame.hex()], cwd=ROOT
-    )
-    try:
+    with raw_pull(RAW_ZMQ_SENDER, n, frame) as sock:
         recv = sock.recv
         recv()
         start = time.perf_counter()
         for _ in range(n - 1):
             recv()
         elapsed = time.perf_counter() - start
-    finally:
-        sender.wait(60)
-        sock.close()
-        ctx.term()
     return (n - 1) / elapsed
 
 

@@ -120,20 +120,23 @@ transport.close()
 """
 
 
-def spawn(script: str, target: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", script, target, str(N), PAYLOAD.hex()], cwd=ROOT)
+def spawn(
+    script: str, target: str, n: int = N, payload: bytes = PAYLOAD
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", script, target, str(n), payload.hex()], cwd=ROOT)
 
 
 @contextmanager
-def raw_pull(script: str) -> Iterator[zmq.Socket[bytes]]:
-    """A bound PULL socket with the interface's defaults, and ``script`` sending to it."""
+def raw_pull(script: str, n: int = N, payload: bytes = PAYLOAD) -> Iterator[zmq.Socket[bytes]]:
+    """A bound PULL socket with the interface's defaults, and ``script`` sending ``n`` times
+    ``payload`` to it (the pipeline benchmark's raw row uses it too)."""
     port = free_tcp_port()
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
     sock.rcvhwm = 100_000
     sock.linger = 0
     sock.bind(f"tcp://127.0.0.1:{port}")
-    sender = spawn(script, str(port))
+    sender = spawn(script, str(port), n, payload)
     try:
         yield sock
     finally:

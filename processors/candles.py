@@ -327,5 +327,5 @@ class CandleAggregator(PanedWindows[CandleState, Trade]):
             "qty": trade[4],
             "buyer_is_maker": trade[5],
             "watermark_ms": ev.watermark_ms,
-            "lateness_ms": ev.watermark_ms - (ev.window_start_ms + ev.window_ms),
+            "lateness_ms": ev.lateness_ms,
         }

@@ -34,7 +34,6 @@ from typing import Any, Literal, NamedTuple
 
 import nltk
 import numpy as np
-import orjson
 import vaderSentiment
 from nltk.sentiment.vader import SentimentIntensityAnalyzer
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer as VaderSentimentAnalyzer
@@ -44,7 +43,7 @@ from core.dead_letters import DeadLetters
 from processors.candles import DEFAULT_GRACE_MS, DEFAULT_WINDOWS
 from processors.coins import CoinTagger
 from processors.text import TweetPreprocessor
-from processors.trade_parsing import DecodeError
+from processors.trade_parsing import DecodeError, load_object
 from processors.windowing import LateEvent, PanedWindows
 
 POSITIVE_THRESHOLD = 0.05
@@ -175,12 +174,7 @@ def _is_int64_text(value: object) -> bool:
 
 def decode_tweet(value: bytes) -> Tweet:
     """orjson bytes of one v2 tweet object -> ``Tweet``; ``DecodeError`` otherwise."""
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError("malformed_json", str(exc)) from None
-    if not isinstance(obj, dict):
-        raise DecodeError("bad_type", f"expected a JSON object, got {type(obj).__name__}")
+    obj = load_object(value)
     try:
         raw_id, text, created = obj["id"], obj["text"], obj["created_at"]
     except KeyError as exc:
@@ -343,7 +337,7 @@ class SentimentAggregator(PanedWindows[SentimentState, ScoredTweet]):
             "tweet_id": ev.event.tweet.tweet_id,
             "compound": ev.event.compound,
             "watermark_ms": ev.watermark_ms,
-            "lateness_ms": ev.watermark_ms - (ev.window_start_ms + ev.window_ms),
+            "lateness_ms": ev.lateness_ms,
         }
 
 

@@ -206,7 +206,7 @@ class TickerAggregator(PanedWindows[TickerState, TickerUpdate]):
             "time_ms": ev.event_time_ms,
             "update_id": ev.event.update_id,
             "watermark_ms": ev.watermark_ms,
-            "lateness_ms": ev.watermark_ms - (ev.window_start_ms + ev.window_ms),
+            "lateness_ms": ev.lateness_ms,
         }
 
 

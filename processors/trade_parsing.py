@@ -101,7 +101,8 @@ class DecodeError(ValueError):
         self.reason = reason
 
 
-def _load(value: bytes) -> dict[str, Any]:
+def load_object(value: bytes) -> dict[str, Any]:
+    """One JSON object from ``value``; ``DecodeError`` (malformed_json, bad_type) otherwise."""
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -165,7 +166,7 @@ def decode_trade(value: bytes) -> Trade:
     try:
         fields = _decode_trade_fields(value)
     except (msgspec.ValidationError, msgspec.DecodeError):
-        return _decode_trade_checked(_load(value))
+        return _decode_trade_checked(load_object(value))
     symbol, p_raw, q_raw = fields.s, fields.p, fields.q
     if symbol in _SYMBOLS.good and POSITIVE_DECIMAL(p_raw) and POSITIVE_DECIMAL(q_raw):
         price, qty = float(p_raw), float(q_raw)
@@ -177,7 +178,7 @@ def decode_trade(value: bytes) -> Trade:
             if (event == "aggTrade" and aid is not None and first is not None
                     and last is not None and first <= last):  # fmt: skip
                 return _new_tuple(Trade, (symbol, fields.T, aid, price, qty, fields.m, first, last))
-    return _decode_trade_checked(_load(value))
+    return _decode_trade_checked(load_object(value))
 
 
 #: Every decimal of a batch, joined by newlines, in one regex call (a newline is no decimal
@@ -252,7 +253,7 @@ def decode_ticker(value: bytes, fallback_time_ms: int = 0) -> TickerUpdate:
 
     Derived values the aggregates need (``spread`` = ask - bid, ``mid``) are added here once.
     """
-    obj = _load(value)
+    obj = load_object(value)
     try:
         symbol = _symbol(obj)
         event = obj.get("e", "bookTicker" if "u" in obj else None)

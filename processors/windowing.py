@@ -101,6 +101,11 @@ class LateEvent(Generic[E]):
     watermark_ms: int
     event: E
 
+    @property
+    def lateness_ms(self) -> int:
+        """How far the watermark had passed the window's end when the event came."""
+        return self.watermark_ms - (self.window_start_ms + self.window_ms)
+
 
 class PanedWindows(abc.ABC, Generic[S, E]):
     """Watermark, panes, window states, closing and late detection; subclasses define the state.

@@ -30,23 +30,14 @@ GIT_TIMEOUT_S = 2.0
 def git_revision(cwd: str | os.PathLike[str] | None = None) -> str:
     """``git rev-parse HEAD`` (+ ``-dirty`` when tracked files changed); '' when git is absent."""
     where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT_S, check=True).stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_S,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_S,
-            check=True,
-        ).stdout.strip()
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return ""
     return f"{head}-dirty" if dirty else head

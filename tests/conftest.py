@@ -10,10 +10,13 @@ where Java >= 17 is missing. ``.ci/run`` sets ``HARNESS_REQUIRE_APACHE_KAFKA=1``
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import zmq
 
 from transports.brokers import Broker, make_broker
 from transports.brokers import free_tcp_port as _free_tcp_port
@@ -71,3 +74,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names = set(getattr(item, "fixturenames", ()))
         if names & _KAFKA_FIXTURES or "kafka" in item.name.lower():
             item.add_marker(pytest.mark.kafka)
+
+
+ZMQ_TERM_TIMEOUT_S = 5.0
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context[Any]]:
+    """A ZeroMQ context that must terminate after the test: a socket left open fails it."""
+    context: zmq.Context[Any] = zmq.Context()
+    yield context
+    closer = threading.Thread(target=context.term, daemon=True)
+    closer.start()
+    closer.join(ZMQ_TERM_TIMEOUT_S)
+    if closer.is_alive():
+        leaked = list(context._sockets)  # private, but the only list of open sockets pyzmq keeps
+        for sock in leaked:
+            sock.close(linger=0)
+        closer.join(ZMQ_TERM_TIMEOUT_S)
+        pytest.fail(f"zmq context did not terminate: {len(leaked)} socket(s) left open")

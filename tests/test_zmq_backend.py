@@ -5,10 +5,8 @@ its context and terminates it with a bound, so a leaked socket fails the test in
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +20,6 @@ from transports.brokers import free_tcp_port
 from transports.framing import encode_batch, encode_entry, encode_frame
 from transports.sequence import SequenceTracker
 from transports.zmq import OPTIONS, ZmqTransport
-
-TERM_TIMEOUT_S = 5.0
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
-    yield context
-    closer = threading.Thread(target=context.term, daemon=True)
-    closer.start()
-    closer.join(TERM_TIMEOUT_S)
-    if closer.is_alive():
-        leaked = list(context._sockets)  # private, but the only list of open sockets pyzmq keeps
-        for sock in leaked:
-            sock.close(linger=0)
-        closer.join(TERM_TIMEOUT_S)
-        pytest.fail(f"zmq context did not terminate: {len(leaked)} socket(s) left open")
 
 
 def tcp_url(options: str = "") -> str:

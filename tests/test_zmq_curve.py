@@ -6,9 +6,7 @@ secret keys never show up in URLs, identities or errors. Real sockets, real hand
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,21 +27,6 @@ def no_curve_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for suffix in ("SERVER_PUBLIC", "SERVER_SECRET", "CLIENT_PUBLIC", "CLIENT_SECRET"):
         monkeypatch.delenv(f"HARNESS_ZMQ_CURVE_{suffix}", raising=False)
     monkeypatch.delenv("HARNESS_ZMQ_CURVE_ALLOWED_CLIENTS", raising=False)
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
-    yield context
-    closer = threading.Thread(target=context.term, daemon=True)
-    closer.start()
-    closer.join(5.0)
-    if closer.is_alive():
-        leaked = list(context._sockets)  # private, but the only list of open sockets pyzmq keeps
-        for sock in leaked:
-            sock.close(linger=0)
-        closer.join(5.0)
-        pytest.fail(f"zmq context did not terminate: {len(leaked)} socket(s) left open")
 
 
 @pytest.fixture(scope="module")

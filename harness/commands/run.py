@@ -34,7 +34,8 @@ SETTINGS = [
     Setting("source", "synthetic", "synthetic, replay or live",
             choices=("synthetic", "replay", "live")),
     Setting("duration", 20.0, "seconds the producers run", parse=positive_float),
-    Setting("trade_rate", 2000.0, "synthetic Binance messages/s (0 = as fast as possible)",
+    Setting("trade_rate", 500.0, "synthetic Binance trades/s; tickers and book tickers come "
+            "in Binance's proportions, ~4.7 messages per trade (0 = as fast as possible)",
             parse=non_negative_float),
     Setting("tweet_rate", 20.0, "synthetic tweets/s", parse=non_negative_float),
     Setting("symbols", "btcusdt,ethusdt", "Binance symbols"),

@@ -598,6 +598,10 @@ class KafkaSubscriberBase(ReplayableSubscriber):
                     self._assign_all(start)
                 else:
                     self._resume_at = {} if isinstance(start, str) else dict(start)
+                    # The group leader assigns from its own metadata: a topic created a moment
+                    # ago that it has not seen yet would get no partitions until the next
+                    # metadata refresh (minutes), so join only once every topic shows them.
+                    self._wait_for_partitions(time.monotonic() + CONNECT_TIMEOUT_S * 2)
                     self._subscribe(self._topics)
             except errors as exc:
                 raise transport.error(f"subscribe to {self._topics}", exc) from None

@@ -31,7 +31,8 @@ def bursty_trades(n: int, seed: int = 7) -> list[Trade]:
         t_event = t - rng.randint(1, 500) if rng.random() < 0.02 else t
         price = 60_000 + rng.uniform(-50, 50)
         out.append(Trade(rng.choice(("BTCUSDT", "ETHUSDT", "SOLUSDT")), t_event, i, price,
-                         rng.random(), rng.random() < 0.54, i, i))  # fmt: skip
+                         # a quantity that prints as 0.00000 would be dead-lettered
+                         max(rng.random(), 1e-5), rng.random() < 0.54, i, i))  # fmt: skip
     return out
 
 

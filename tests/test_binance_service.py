@@ -135,3 +135,21 @@ def test_synthetic_trade_statistics_match_measured_flow() -> None:
     assert 0.15 < qty[int(len(qty) * 0.99)] < 0.6
     assert 0.5 < sum(d["m"] for d in data) / len(data) < 0.58
     assert all(0 <= d["E"] - d["T"] <= 2 for d in data)
+
+
+def test_unpaced_runs_in_lists_publish_and_dead_letter_what_frame_by_frame_does() -> None:
+    """``drive`` with ``check_every`` > 1 hands frames to ``Producer.handle_many`` in lists;
+    the messages, their numbers and the dead letters (bad frames, values over the transport's
+    limit) are the ones frame-by-frame handling gives."""
+    frames = market_frames(3000, types=["trade", "aggTrade", "ticker", "bookTicker"])
+    frames[100:100] = [Frame(frames[99].recv_ns, b"{not json")]
+    frames[2000:2000] = [Frame(frames[1999].recv_ns, '{"stream":"x@trade","data":{"e":"trade"}}')]
+    runs = []
+    for check_every in (1, CHECK_EVERY):
+        pub, dead = CollectingPublisher(max_message_bytes=150), DeadLetters("t")
+        pipe = binance_producer(pub, dead)
+        drive(pipe, iter(frames), StopAfter(), check_every=check_every)
+        view = [(e.topic, e.key, e.value, e.headers, e.event_time_ns, e.seq) for e in pub.messages]
+        runs.append((view, dict(dead.counts), [d.raw for d in dead.kept], pipe.counters()))
+    assert runs[1] == runs[0]
+    assert runs[0][1]["too_large_for_transport"] > 0 and runs[0][1]["malformed_json"] == 1

@@ -15,7 +15,14 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transports import Envelope, Subscriber, TransportClosedError, TransportError, open_transport
+from transports import (
+    Envelope,
+    MessageTooLargeError,
+    Subscriber,
+    TransportClosedError,
+    TransportError,
+    open_transport,
+)
 from transports.brokers import free_tcp_port
 from transports.framing import encode_batch, encode_entry, encode_frame
 from transports.sequence import SequenceTracker
@@ -509,3 +516,35 @@ def test_close_with_pending_batches_and_no_receiver_is_bounded(ctx: zmq.Context[
         started = time.monotonic()
         pub.close(timeout=0.3)
         assert time.monotonic() - started < 3.0
+
+
+@pytest.mark.parametrize("batch", [1, 100])
+def test_publish_many_sends_what_publish_sends_in_order(ctx: zmq.Context[Any], batch: int) -> None:
+    """A producer's ``publish_many`` (the unpaced replay path) gives the same envelopes, in the
+    same order with the same numbers, as one ``publish`` per message; a topic seen for the first
+    time inside it takes the checked path, and an oversize value refuses the batch whole."""
+    url = tcp_url(f"bind=subscriber&batch={batch}&batch_linger_ms=5&max_message_bytes=1000")
+    messages = [
+        ("t" if i % 4 else "u", b"K" if i % 3 else None, b"v%d" % i, i, (("h", b"%d" % i),))
+        for i in range(450)
+    ]
+    with (
+        ZmqTransport(url, context=ctx) as transport,
+        transport.subscriber(["t", "u"]) as sub,
+        transport.publisher("p") as pub,
+    ):
+        pub.publish_many(messages[:10])  # "t" and "u" are new here
+        pub.publish_many(messages[10:])
+        with pytest.raises(MessageTooLargeError):
+            pub.publish_many([("t", None, b"ok", 0, ()), ("t", None, b"x" * 1001, 0, ())])
+        assert pub.published == len(messages) == sum(pub.published_by_topic.values())
+        pub.flush()
+        got = receive(sub, len(messages))
+        assert quiet(sub, 0.2) == []
+    by_topic = {topic: [e for e in got if e.topic == topic] for topic in ("t", "u")}
+    for topic, envs in by_topic.items():
+        sent = [m for m in messages if m[0] == topic]
+        assert [(e.key, e.value, e.event_time_ns, e.headers) for e in envs] == [
+            (key, value, ev, headers) for _, key, value, ev, headers in sent
+        ]
+        assert [e.seq for e in envs] == list(range(len(sent)))

@@ -22,6 +22,8 @@ from typing import Self
 from transports.sequence import SequenceTracker
 
 Headers = tuple[tuple[str, bytes], ...]
+#: One message for ``Publisher.publish_many``: ``(topic, key, value, event_time_ns, headers)``.
+Message = tuple[str, bytes | None, bytes, int, Headers]
 #: (topic, partition) -> next offset to read; what a sink stores and a processor resumes from.
 Positions = Mapping[tuple[str, int], int]
 
@@ -214,6 +216,25 @@ class Publisher(_Closeable):
             raise
         self.published += 1
         return seq
+
+    def publish_many(self, messages: Sequence[Message]) -> None:
+        """``publish`` each message in order, for a caller holding many at once (a replay at
+        full speed): a backend that packs messages (ZeroMQ with ``batch``) does it here with
+        fewer Python steps per message. Raises ``MessageTooLargeError`` before anything is sent
+        if any value is over the limit (the caller then publishes one by one, to dead-letter
+        that one); any other error as ``publish`` would, with the messages before it sent."""
+        self._check_sizes(messages)
+        publish = self.publish
+        for topic, key, value, event_time_ns, headers in messages:
+            publish(topic, value, key=key, headers=headers, event_time_ns=event_time_ns)
+
+    def _check_sizes(self, messages: Sequence[Message]) -> None:
+        if self._closed:
+            raise TransportClosedError("publish_many() after close()")
+        if messages and max([len(m[2]) for m in messages]) > self.max_message_bytes:
+            raise MessageTooLargeError(
+                f"a message of the batch exceeds max_message_bytes={self.max_message_bytes}"
+            )
 
     @property
     def published_by_topic(self) -> dict[str, int]:

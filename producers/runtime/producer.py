@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sys
 from collections.abc import AsyncIterator, Iterable
 
@@ -19,7 +20,7 @@ from core.recording import Frame, RecordingWriter
 from producers.runtime.frames import Decoder, Rejected
 from producers.runtime.progress import ProgressReporter
 from producers.runtime.stop import StopAfter
-from transports.base import MessageTooLargeError, Publisher
+from transports.base import Message, MessageTooLargeError, Publisher
 
 #: Unpaced sources check stop conditions and progress every this many frames (clock reads are
 #: not free); paced and live ones check after every frame.
@@ -73,6 +74,55 @@ class Producer:
             self.published += 1
         return self.published - before
 
+    def handle_many(self, frames: list[Frame]) -> int:
+        """``handle`` each frame, publishing their messages with ``publish_many`` (an unpaced
+        replay or generator: a Python call level less per message), in the same order as
+        frame by frame, dead letters included. A run that records or has a message limit goes
+        frame by frame."""
+        if self.recorder is not None or self.limit != sys.maxsize:
+            sent = 0
+            for frame in frames:
+                sent += self.handle(frame)
+                if self.published >= self.limit:
+                    break
+            return sent
+        decode = self.decoder.decode
+        before = self.published
+        messages: list[Message] = []
+        add = messages.append
+        for frame in frames:
+            try:
+                decoded = decode(frame)
+            except Rejected as exc:
+                self._publish_all(messages)  # the messages before it go first, as one by one
+                messages.clear()
+                self.dead_letters.add(exc.kind, exc.reason, frame.raw_bytes())
+                continue
+            if decoded:
+                headers = (("recv_ns", str(frame.recv_ns).encode()),)
+                for topic, key, value, event_time_ns in decoded:
+                    add((topic, key, value, event_time_ns, headers))
+        self.received += len(frames)
+        self._publish_all(messages)
+        return self.published - before
+
+    def _publish_all(self, messages: list[Message]) -> None:
+        """``publish_many``; a batch holding a value over the transport's limit goes message
+        by message instead, that one to the dead letters."""
+        publisher = self.publisher
+        before = publisher.published
+        try:
+            publisher.publish_many(messages)
+        except MessageTooLargeError:
+            for topic, key, value, event_time_ns, headers in messages:
+                try:
+                    publisher.publish(topic, value, key=key, headers=headers,
+                                      event_time_ns=event_time_ns)  # fmt: skip
+                except MessageTooLargeError as exc:
+                    self.dead_letters.add("too_large_for_transport", str(exc), value)
+        finally:
+            self.published += publisher.published - before
+
     def counters(self) -> dict[str, object]:
         """Counts for progress lines and the summary: common ones first, then the source's."""
         dead = self.dead_letters
@@ -103,6 +153,18 @@ def drive(
     handle = producer.handle
     limit = producer.limit
     try:
+        if check_every > 1:  # unpaced: frames go in lists of check_every, checked after each
+            handle_many, chunks = producer.handle_many, iter(frames)
+            while chunk := list(itertools.islice(chunks, check_every)):
+                handle_many(chunk)
+                if producer.published >= limit:
+                    stop.event.set()
+                    break
+                if stop.reached(producer.published):
+                    break
+                if progress is not None:
+                    progress.tick()
+            return
         for n, frame in enumerate(frames, 1):
             handle(frame)
             if producer.published >= limit:

@@ -26,7 +26,18 @@ SYMBOL_MAX_BYTES = 24
 #: Digits before the decimal point; the largest daily volume on Binance has ~15.
 DECIMAL_INT_DIGITS = 18
 
-POSITIVE_DECIMAL = re.compile(rf"[0-9]{{1,{DECIMAL_INT_DIGITS}}}(?:\.[0-9]{{1,30}})?").fullmatch
+_DECIMAL = rf"[0-9]{{1,{DECIMAL_INT_DIGITS}}}(?:\.[0-9]{{1,30}})?"
+POSITIVE_DECIMAL = re.compile(_DECIMAL).fullmatch
+
+
+def all_positive_decimals(texts: list[str]) -> bool:
+    """``POSITIVE_DECIMAL`` of every text, in one regex call over them joined by newlines (a
+    newline is no decimal character, so the join cannot make a bad text pass)."""
+    joined = "\n".join(texts)
+    return joined.count("\n") == len(texts) - 1 and _ALL_DECIMALS(joined) is not None
+
+
+_ALL_DECIMALS = re.compile(rf"(?:{_DECIMAL}\n)*{_DECIMAL}").fullmatch
 SIGNED_DECIMAL = re.compile(rf"-?[0-9]{{1,{DECIMAL_INT_DIGITS}}}(?:\.[0-9]{{1,30}})?").fullmatch
 
 

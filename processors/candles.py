@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from processors.trade_parsing import Trade
+from processors.trade_parsing import Trade, TradeColumns
 from processors.windowing import LateEvent, PanedWindows
 
 DEFAULT_WINDOWS = ("1s", "1m", "1h", "1d")
@@ -265,6 +265,115 @@ class CandleAggregator(PanedWindows[CandleState, Trade]):
         self.max_event_ms = newest
         self.watermark_ms = wm
         self.trades_in += n
+        return self._closed_batch(late)
+
+    def add_columns(self, cols: TradeColumns) -> CandleBatch:
+        """``add_batch`` of ``trade`` events given as columns, folded with numpy: the same
+        candles, late rows and state, bit for bit. Each (pane, symbol) group's sums are
+        accumulated in arrival order, as ``add_batch`` adds them, because numpy's ``sum`` pairs
+        numbers up and would round differently (a resumed run must match an unbroken one)."""
+        self.check_open()
+        t = cols.time_ms
+        n = len(t)
+        if n == 0:
+            return self._closed_batch([])
+        pane, newest_before, wm_before = self.pane_ms, self.max_event_ms, self.watermark_ms
+        # The watermark in force when each trade arrives: from the trades before it.
+        seen = np.empty(n, np.int64)
+        seen[0] = newest_before
+        seen[1:] = t[:-1]
+        np.maximum.accumulate(seen, out=seen)
+        wm = np.where(seen > newest_before, seen - self.grace_ms, wm_before)
+        start = t - t % pane
+        late_mask = start + pane <= wm
+        late: list[LateEvent[Trade]] = []
+        symbols, tid, price, qty, maker = (cols.symbol, cols.trade_id, cols.price, cols.qty,
+                                           cols.buyer_is_maker)  # fmt: skip
+        if late_mask.any():
+            trades = cols.trades()
+            for i in np.flatnonzero(late_mask).tolist():
+                self.watermark_ms = int(wm[i])
+                self.fold_late(symbols[i], int(t[i]), trades[i], late)
+            on_time = np.flatnonzero(~late_mask)
+            symbols = [symbols[i] for i in on_time.tolist()]
+            t, start, tid, price, qty, maker = (a[on_time] for a in (t, start, tid, price, qty,
+                                                                     maker))  # fmt: skip
+        if len(t):
+            self._fold_groups(symbols, t, start, tid, price, qty, maker)
+        newest = max(newest_before, int(cols.time_ms.max()))
+        self.max_event_ms = newest
+        self.watermark_ms = newest - self.grace_ms if newest > newest_before else wm_before
+        self.trades_in += n
+        return self._closed_batch(late)
+
+    def _fold_groups(
+        self, symbols: list[str], t: np.ndarray, start: np.ndarray, tid: np.ndarray,
+        price: np.ndarray, qty: np.ndarray, maker: np.ndarray,
+    ) -> None:
+        """Fold on-time trades into their panes, one (pane, symbol) group at a time."""
+        codes: dict[str, int] = {}
+        code = np.array([codes.setdefault(s, len(codes)) for s in symbols], np.int64)
+        names = list(codes)
+        first_start = int(start.min())
+        group = (start - first_start) // self.pane_ms * len(codes) + code
+        m = len(t)
+        arrival = np.arange(m)
+        by_arrival = np.argsort(group, kind="stable")
+        sorted_groups = group[by_arrival]
+        new_group = np.empty(m, np.bool_)
+        new_group[0] = True
+        np.not_equal(sorted_groups[1:], sorted_groups[:-1], out=new_group[1:])
+        firsts = np.flatnonzero(new_group)
+        ends = np.append(firsts[1:], m)
+        # open: the smallest (T, id), the earliest arrival among equals; close: the largest.
+        opens = np.lexsort((arrival, tid, t, group))[firsts]
+        closes = np.lexsort((-arrival, tid, t, group))[ends - 1]
+        p, q = price[by_arrival], qty[by_arrival]
+        pq = p * q
+        taker = ~maker[by_arrival]
+        sums = np.stack((q, pq, np.where(taker, q, 0.0), np.where(taker, pq, 0.0)))
+        high = np.maximum.reduceat(p, firsts).tolist()
+        low = np.minimum.reduceat(p, firsts).tolist()
+        low_id = np.minimum.reduceat(tid[by_arrival], firsts).tolist()
+        high_id = np.maximum.reduceat(tid[by_arrival], firsts).tolist()
+        t_l, tid_l, price_l = t.tolist(), tid.tolist(), price.tolist()
+        panes = self.panes
+        starts, stops, keys = firsts.tolist(), ends.tolist(), sorted_groups[firsts].tolist()
+        # Groups in the order of their first trade: panes and symbols enter their dicts in the
+        # order the trade loop adds them, so even the state's snapshot is the same.
+        for g in np.argsort(by_arrival[firsts]).tolist():
+            a, b, key = starts[g], stops[g], keys[g]
+            pane_start = first_start + key // len(codes) * self.pane_ms
+            bucket = panes.get(pane_start)
+            if bucket is None:
+                bucket = panes[pane_start] = {}
+            symbol = names[key % len(codes)]
+            st = bucket.get(symbol)
+            o, c = opens[g], closes[g]
+            running = np.empty((4, b - a + 1))
+            running[:, 1:] = sums[:, a:b]
+            if st is None:
+                st = bucket[symbol] = CandleState.__new__(CandleState)
+                st.open_t, st.open_id, st.open = t_l[o], tid_l[o], price_l[o]
+                st.close_t, st.close_id, st.close = t_l[c], tid_l[c], price_l[c]
+                st.high, st.low = high[g], low[g]
+                st.count, st.first_id, st.last_id = 0, low_id[g], high_id[g]
+                running[:, 0] = 0.0
+            else:
+                if (t_l[o], tid_l[o]) < (st.open_t, st.open_id):
+                    st.open_t, st.open_id, st.open = t_l[o], tid_l[o], price_l[o]
+                if (t_l[c], tid_l[c]) > (st.close_t, st.close_id):
+                    st.close_t, st.close_id, st.close = t_l[c], tid_l[c], price_l[c]
+                st.high = max(st.high, high[g])
+                st.low = min(st.low, low[g])
+                st.first_id = min(st.first_id, low_id[g])
+                st.last_id = max(st.last_id, high_id[g])
+                running[:, 0] = (st.volume, st.quote, st.taker_base, st.taker_quote)
+            st.count += b - a  # trades only: one fill each
+            np.add.accumulate(running, axis=1, out=running)
+            st.volume, st.quote, st.taker_base, st.taker_quote = running[:, -1].tolist()
+
+    def _closed_batch(self, late: list[LateEvent[Trade]]) -> CandleBatch:
         out = CandleBatch(
             candles=self._rows(self.close_ready(), closed=True),
             late=[self._late_row(ev) for ev in late],

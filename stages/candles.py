@@ -35,6 +35,7 @@ from processors.tickers import (
 from processors.trade_parsing import (
     DecodeError,
     Trade,
+    TradeColumns,
     decode_ticker,
     decode_trade,
     decode_trade_batch,
@@ -122,6 +123,14 @@ class TradeStreamChoice:
                     covered[symbol] = trade.last_trade_id
         return out
 
+    def trades_only(self, symbols: list[str]) -> bool:
+        """``choose`` for a batch of ``trade`` events that all go in: True (and noted) unless
+        an aggTrade was ever folded, in which case ``choose`` decides trade by trade."""
+        if self._agg_covered:
+            return False
+        self._trade_stream.update(symbols)
+        return True
+
     def snapshot(self) -> dict[str, Any]:
         return {"agg_covered": self._agg_covered, "trade_stream": sorted(self._trade_stream)}
 
@@ -156,6 +165,29 @@ def trade_rows(
     rows = np.empty(len(trades), TRADES_DTYPE)
     for name, column in zip(TRADES_DTYPE.names or (), columns, strict=True):
         rows[name] = column
+    return rows
+
+
+def trade_column_rows(cols: TradeColumns, envs: list[Envelope]) -> Rows:
+    """``trade_rows`` of a batch of ``trade`` events given as columns (all in the candles)."""
+    pid = [e.producer_id for e in envs]
+    if not (_fits(set(cols.symbol), _SYMBOL_BYTES) and _fits(set(pid), _PRODUCER_BYTES)):
+        return trade_rows(cols.trades(), envs)
+    rows = np.zeros(len(envs), TRADES_DTYPE)  # aggregate False
+    rows["symbol"] = cols.symbol
+    rows["time_ms"] = cols.time_ms
+    rows["trade_id"] = cols.trade_id
+    rows["price"] = cols.price
+    rows["qty"] = cols.qty
+    rows["buyer_is_maker"] = cols.buyer_is_maker
+    rows["event_time_ns"] = [e.event_time_ns for e in envs]
+    rows["publish_time_ns"] = [e.publish_time_ns for e in envs]
+    rows["receive_time_ns"] = [e.receive_time_ns for e in envs]
+    rows["producer_id"] = pid
+    rows["seq"] = [e.seq for e in envs]
+    rows["partition"] = [e.partition for e in envs]
+    rows["offset"] = [e.offset for e in envs]
+    rows["in_candles"] = True
     return rows
 
 
@@ -196,9 +228,11 @@ class CandleStage(Stage):
         add_trade, add_env = trades.append, trade_envs.append
         future_limit_ms = time.time_ns() // 1_000_000 + MAX_FUTURE_MS
         if batch and all(env.topic == TRADE_TOPIC for env in batch):
-            fast = decode_trade_batch([env.value for env in batch], future_limit_ms)
-            if fast is not None:  # the common batch: trades only, every one well-formed
-                trades, trade_envs, batch = fast, batch, []
+            cols = decode_trade_batch([env.value for env in batch], future_limit_ms)
+            if cols is not None:  # the common batch: trades only, every one well-formed
+                if self.trade_streams.trades_only(cols.symbol):
+                    return self._trade_columns(cols, batch)
+                trades, trade_envs, batch = cols.trades(), batch, []
         for env in batch:
             topic = env.topic
             try:
@@ -237,6 +271,18 @@ class CandleStage(Stage):
                     late = out.setdefault("late_tickers", [])
                     assert isinstance(late, list)
                     late.extend(ticker_batch.late)
+        return out
+
+    def _trade_columns(self, cols: TradeColumns, envs: list[Envelope]) -> dict[str, Rows]:
+        """``process`` of a batch of well-formed ``trade`` events, all going into the candles:
+        the same rows, folded with numpy."""
+        out: dict[str, Rows] = {}
+        if self.store_trades:
+            out["trades"] = trade_column_rows(cols, envs)
+        result = self.candles.add_columns(cols)
+        self._split_by_window(out, "candles", result.candles)
+        if result.late:
+            out["late_trades"] = result.late
         return out
 
     def finish(self) -> Mapping[str, Rows]:

@@ -201,3 +201,28 @@ def test_the_trades_table_says_which_rows_made_the_candles() -> None:
     restored = CandleStage(DeadLetters("x"), ("1s",), 0)
     restored.restore(stage.snapshot())
     assert not any(restored.process([_agg(53, 104, 104, T0 + 3, "1")])["trades"]["in_candles"])
+
+
+def test_the_columns_fast_path_writes_the_rows_of_the_general_path() -> None:
+    """A batch of well-formed trades takes the numpy path (``trade_column_rows``, candles by
+    ``add_columns``); the same batches forced down the tuple path give the very same rows."""
+    batches = [
+        [trade_env(i, T0 + i * 37 - (i % 7) * 400, 100.0 + (i * 13) % 17,
+                   symbol="ETHUSDT" if i % 3 else "BTCUSDT") for i in range(j, j + 250)]
+        for j in range(0, 2000, 250)
+    ]  # fmt: skip
+    outputs = []
+    for fast in (True, False):
+        stage = CandleStage(DeadLetters("x"), ("1s", "1m"), GRACE)
+        if not fast:
+            stage.trade_streams.trades_only = lambda symbols: False  # type: ignore[method-assign]
+        rows: dict[str, list] = {}
+        for batch in [*batches, None]:
+            out = stage.finish() if batch is None else stage.process(batch)
+            for table, part in out.items():
+                rows.setdefault(table, []).extend(
+                    part.tolist() if isinstance(part, np.ndarray) else part
+                )
+        outputs.append(rows)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]["trades"]) == 2000 and outputs[0]["late_trades"]

@@ -410,14 +410,17 @@ _Id = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 _Time = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)]
 
 
-class _Combined(msgspec.Struct, forbid_unknown_fields=True):
-    """``{"stream": .., "data": ..}`` with nothing else; ``data`` kept as its raw bytes."""
+class _Combined(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """``{"stream": .., "data": ..}`` with nothing else; ``data`` kept as its raw bytes. These
+    structs hold only strings and numbers (no cycles), so they skip the garbage collector."""
 
     stream: str
     data: msgspec.Raw
 
 
-class _TradeEvent(msgspec.Struct, tag_field="e", tag="trade", forbid_unknown_fields=True):
+class _TradeEvent(
+    msgspec.Struct, tag_field="e", tag="trade", forbid_unknown_fields=True, gc=False
+):
     """A trade with exactly ``FIELDS["trade"]`` (an extra field takes the counting path)."""
 
     E: _Time
@@ -430,7 +433,9 @@ class _TradeEvent(msgspec.Struct, tag_field="e", tag="trade", forbid_unknown_fie
     M: bool
 
 
-class _AggTradeEvent(msgspec.Struct, tag_field="e", tag="aggTrade", forbid_unknown_fields=True):
+class _AggTradeEvent(
+    msgspec.Struct, tag_field="e", tag="aggTrade", forbid_unknown_fields=True, gc=False
+):
     """An aggTrade with exactly ``FIELDS["aggTrade"]``."""
 
     E: _Time

@@ -101,16 +101,28 @@ def recorded_values(recording: Path) -> Iterator[tuple[str, bytes]]:
             yield data["s"], orjson.dumps(data)
 
 
-def pipeline_message(recording: Path) -> tuple[bytes, int]:
-    """One trade as the pipeline carries it: its ZeroMQ frame, and its Kafka record's size
-    (value + key + the producer's headers, x-harness included)."""
+@dataclass
+class PipelineMessage:
+    """One trade as the pipeline carries it: its ZeroMQ frame, and its Kafka record (value,
+    key and headers, the producer's ``x-harness`` envelope header included)."""
+
+    frame: bytes
+    value: bytes
+    key: bytes
+    headers: list[tuple[str, bytes]]
+
+    @property
+    def record_bytes(self) -> int:
+        return len(self.value) + len(self.key) + sum(len(k) + len(v) for k, v in self.headers)
+
+
+def pipeline_message(recording: Path) -> PipelineMessage:
     symbol, value = next(recorded_values(recording))
     key, t_ns = symbol.encode(), T0_MS * 1_000_000
     headers = (("recv_ns", str(t_ns).encode()),)
     frame = encode_frame("binance.trade", value, key, headers, PRODUCER_ID, 0, t_ns, t_ns)
-    meta = encode_meta(PRODUCER_ID, 0, t_ns, t_ns)
-    record = len(value) + len(key) + sum(len(k) + len(v) for k, v in headers)
-    return frame, record + len(META_HEADER) + len(meta)
+    meta = (META_HEADER, encode_meta(PRODUCER_ID, 0, t_ns, t_ns))
+    return PipelineMessage(frame, value, key, [meta, *headers])
 
 
 #: test_bench_zmq's raw sender (same socket options), sending one frame (argv 3, hex) N times.
@@ -130,35 +142,40 @@ def raw_zmq(frame: bytes, n: int) -> float:
 
 
 RAW_KAFKA_SENDER = """
-import sys, warnings
+import json, sys, warnings
 warnings.simplefilter("ignore", DeprecationWarning)
 from kafka import KafkaProducer
-bootstrap, topic, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+bootstrap, topic, n, record = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
 producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                          batch_size=16384, enable_idempotence=True)
-send, value = producer.send, b"x" * size
+send = producer.send
+value, key = bytes.fromhex(record["value"]), bytes.fromhex(record["key"])
+headers = [(name, bytes.fromhex(data)) for name, data in record["headers"]]
 for _ in range(n):
-    send(topic, value)
+    send(topic, value=value, key=key, headers=headers)
 producer.flush(120)
 producer.close(10)
 """
 
 
-def raw_kafka(broker: Broker, size: int, n: int) -> float:
+def raw_kafka(broker: Broker, message: PipelineMessage, n: int) -> float:
     """msg/s of a bare kafka-python produce -> consume loop through ``broker``: a producer
-    process with the transport's producer settings, a consumer here (the transport's fetch
-    settings), from the first record's CreateTime to the last record received."""
+    process with the transport's producer settings sending the pipeline's own record (value,
+    key, headers) N times, a consumer here (the transport's fetch settings), from the first
+    record's CreateTime to the last record received."""
     topic = f"raw-{time.time_ns()}"
     with open_transport(broker.url) as admin:
         admin.create_topics([topic], partitions=1)
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
                              fetch_max_wait_ms=500, max_poll_records=1000)  # fmt: skip
+    record = json.dumps({"value": message.value.hex(), "key": message.key.hex(),
+                         "headers": [(k, v.hex()) for k, v in message.headers]})  # fmt: skip
     try:
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         consumer.seek_to_beginning(tp)
         sender = subprocess.Popen(
-            [sys.executable, "-c", RAW_KAFKA_SENDER, broker.bootstrap, topic, str(n), str(size)]
+            [sys.executable, "-c", RAW_KAFKA_SENDER, broker.bootstrap, topic, str(n), record]
         )
         received, first_ms = 0, 0
         while received < n:
@@ -242,7 +259,9 @@ def run_pipeline(
                 )
             producer_url = processor_url = broker.url + "?linger_ms=5"
         else:
-            processor_url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?pattern=pushpull"
+            # The processor binds and the producer connects: no reconnect backoff of a
+            # processor that started first delays the first trades (up to ~0.8 s otherwise).
+            processor_url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?pattern=pushpull&bind=subscriber"
             producer_url = processor_url
             if transport == "zmq-batch":
                 producer_url += "&batch=100&batch_linger_ms=1"
@@ -322,7 +341,7 @@ def main() -> None:
         work = Path(tmp)
         step(f"writing a {n:,}-trade recording")
         recording_path = write_trade_recording(work / "trades.jsonl.gz", n)
-        frame, record_bytes = pipeline_message(recording_path)
+        message = pipeline_message(recording_path)
 
         def pipeline(transport: str, broker: Broker | None = None) -> PipelineRun:
             step(f"pipeline over {transport}")
@@ -331,8 +350,8 @@ def main() -> None:
             return run_pipeline(transport, recording_path, n, run_dir, broker)
 
         step("raw pyzmq loop")
-        zmq_raw = raw_zmq(frame, n)
-        rows.append((f"raw zmq PUSH/PULL ({len(frame)} B)", n, n / zmq_raw, None, ""))
+        zmq_raw = raw_zmq(message.frame, n)
+        rows.append((f"raw zmq PUSH/PULL ({len(message.frame)} B)", n, n / zmq_raw, None, ""))
         for transport, name in (("zmq", "pipeline zmq"), ("zmq-batch", "pipeline zmq batch=100")):
             r = pipeline(transport)
             rows.append((name, n, r.seconds, r.producer_rate,
@@ -340,8 +359,8 @@ def main() -> None:
         step("starting the embedded Kafka broker")
         with make_broker(log_path=work / "broker.log", folder=work / "broker") as broker:
             step("raw kafka-python loop")
-            kafka_raw = raw_kafka(broker, record_bytes, n)
-            rows.append((f"raw kafka-python ({record_bytes} B), {broker.label}", n,
+            kafka_raw = raw_kafka(broker, message, n)
+            rows.append((f"raw kafka-python ({message.record_bytes} B), {broker.label}", n,
                          n / kafka_raw, None, ""))  # fmt: skip
             r = pipeline("kafka", broker)
             rows.append((f"pipeline kafka-python, {broker.label}", n, r.seconds,

@@ -78,6 +78,7 @@ import numpy as np
 from core.dead_letters import DeadLetter
 from core.errors import UserError
 from sinks.hdf5_checkpoint import Checkpoint, checkpoint_tables
+from sinks.hdf5_chunks import TableWriter
 from sinks.hdf5_layout import (
     LIBVER,
     LayoutError,
@@ -87,7 +88,6 @@ from sinks.hdf5_layout import (
     mark_group,
     table_path,
     time_units,
-    write_rows,
 )
 from sinks.hdf5_metadata import read_attributes, run_attributes, write_attributes
 from sinks.hdf5_recovery import left_open_by_writer, rebuild_from_checkpoint, truncate_in_place
@@ -205,6 +205,8 @@ class Hdf5Sink:
         self._units = {name: dict(u) for name, u in (units or {}).items()}
         schema = {**BUILTIN_TABLES, **{name: np.dtype(dt) for name, dt in tables.items()}}
         self._layouts: dict[str, TableLayout] = {}
+        #: Per table, its writer (whole chunks filtered here: ``sinks.hdf5_chunks``).
+        self._writers: dict[str, TableWriter] = {}
         for name, dt in schema.items():
             if not name or name.startswith(INTERNAL_GROUP) or "/" in name or dt.names is None:
                 raise SinkError(f"table {name!r}: needs a non-reserved name and a structured dtype")
@@ -352,7 +354,10 @@ class Hdf5Sink:
             ds = self._datasets[name]
             start = counts[name]
             ds.resize((start + len(rows),))
-            write_rows(ds, start, rows, self._layouts[name])
+            writer = self._writers.get(name)
+            if writer is None or writer.ds is not ds:
+                writer = self._writers[name] = TableWriter(ds, self._layouts[name])
+            writer.write(start, rows)
             counts[name] = start + len(rows)
             written[name] = len(rows)
         pos_start = self._positions_len

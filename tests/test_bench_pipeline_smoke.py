@@ -26,7 +26,7 @@ def test_pipeline_benchmark_prints_raw_loops_pipelines_and_ratios() -> None:
     rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()[2:]}
     names = " | ".join(rows)
     for expected in ("raw zmq", "pipeline zmq", "pipeline zmq batch=100", "raw kafka-python",
-                     "pipeline kafka-python", "processor alone"):  # fmt: skip
+                     "pipeline kafka-python", "processor alone", "producer alone"):  # fmt: skip
         assert any(name.startswith(expected) for name in rows), f"{expected!r} not in {names}"
     assert sum("x raw" in line for line in rows.values()) == 3
     kafka_rows = [line for name, line in rows.items() if "kafka" in name]

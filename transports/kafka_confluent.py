@@ -247,7 +247,7 @@ class ConfluentSubscriber(KafkaSubscriberBase):
                 m.headers(),
             )
             pending[(topic, part)] = offset + 1
-            if hdrs and len(hdrs) == 1 and hdrs[0][0] == META_HEADER and value is not None:
+            if hdrs and hdrs[0][0] == META_HEADER and value is not None:  # our header first
                 raw_meta = hdrs[0][1]
                 if len(raw_meta) >= META_SIZE and len(value) <= max_bytes:  # fast path
                     seq, ev, pub = unpack_meta(raw_meta)
@@ -256,9 +256,10 @@ class ConfluentSubscriber(KafkaSubscriberBase):
                     except UnicodeDecodeError:
                         pass  # the slow path below rejects it with a reason
                     else:
+                        user = tuple(hdrs[1:]) if len(hdrs) > 1 else ()
                         append(
                             Envelope(
-                                topic, value, m.key(), (), pid, seq, ev, pub, part, offset, now
+                                topic, value, m.key(), user, pid, seq, ev, pub, part, offset, now
                             )
                         )
                         continue

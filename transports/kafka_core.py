@@ -522,8 +522,9 @@ def decode_record(
 ) -> Envelope | None:
     """One Kafka record -> Envelope, or None after handing it to ``reject``.
 
-    The general case; adapters take the common one (exactly the ``x-harness`` header, a value
-    within the limit) on a fast path of their own and come here for everything else."""
+    The general case; adapters take the common one (the ``x-harness`` header first, then any
+    of the producer's own, and a value within the limit) on a fast path of their own, with the
+    same result, and come here for everything else."""
     value = value or b""
     meta: bytes | None = None
     user: Headers = ()

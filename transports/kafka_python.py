@@ -185,13 +185,11 @@ class KafkaPythonSubscriber(KafkaSubscriberBase):
             for r in batch:
                 hdrs = r.headers
                 value = r.value
-                if (
-                    len(hdrs) == 1
-                    and hdrs[0][0] == META_HEADER
-                    and value is not None
-                    and len(value) <= max_bytes
+                if hdrs and hdrs[0][0] == META_HEADER and value is not None and (
+                    len(value) <= max_bytes
                 ):
-                    # fast path: exactly our header, payload within limits
+                    # fast path: our header first (the producer's own headers after it, as
+                    # decode_record keeps them), payload within limits
                     try:
                         pid, seq, ev, pub = decode_meta(hdrs[0][1])
                     except FrameError as exc:
@@ -199,8 +197,9 @@ class KafkaPythonSubscriber(KafkaSubscriberBase):
                             RejectedMessage("bad_meta", str(exc), value, topic, part, r.offset, now)
                         )
                         continue
+                    user = tuple(hdrs[1:]) if len(hdrs) > 1 else ()
                     append(
-                        Envelope(topic, value, r.key, (), pid, seq, ev, pub, part, r.offset, now)
+                        Envelope(topic, value, r.key, user, pid, seq, ev, pub, part, r.offset, now)
                     )
                 else:
                     env = decode_record(

@@ -15,7 +15,7 @@ import pytest
 
 from core.dead_letters import DeadLetters
 from processors.candles import DEFAULT_WINDOWS, CandleAggregator
-from processors.trade_parsing import Trade, decode_trades
+from processors.trade_parsing import Trade, decode_trade, decode_trade_batch, decode_trades
 
 N_TRADES = 100_000
 BATCH = 1_000
@@ -68,6 +68,29 @@ def test_candle_logic_throughput(benchmark, windows) -> None:
         run, setup=lambda: ((CandleAggregator(windows, grace_ms=1_000),), {}), rounds=7
     )
     assert closed > 0
+    _report(benchmark, N_TRADES)
+
+
+@pytest.mark.parametrize("batch", [BATCH, 5_000])
+def test_candle_columns_throughput(benchmark, batch: int) -> None:
+    """The candle stage's path for batches of well-formed trades: decode into columns
+    (``decode_trade_batch``) and fold them with numpy (``add_columns``)."""
+    payloads = as_payloads(bursty_trades(N_TRADES))
+    batches = [payloads[i : i + batch] for i in range(0, N_TRADES, batch)]
+    for payload in payloads[:10]:  # the symbols' first trades take the checked path
+        decode_trade(payload)
+
+    def run(agg: CandleAggregator) -> int:
+        taken = 0
+        for values in batches:
+            cols = decode_trade_batch(values, max_time_ms=T0 + 10**9)
+            assert cols is not None
+            agg.add_columns(cols)
+            taken += len(values)
+        agg.flush()
+        return taken
+
+    assert benchmark.pedantic(run, setup=lambda: ((CandleAggregator(),), {}), rounds=5) == N_TRADES
     _report(benchmark, N_TRADES)
 
 

@@ -80,13 +80,16 @@ class LiveStats:
     server_shutdowns: int = 0
     rotations: int = 0
     overlap_duplicates: int = 0
+    #: Rotations that switched at the overlap timeout, the old connection not caught up.
+    overlap_timeouts: int = 0
     control_errors: int = 0
 
     def summary(self) -> dict[str, object]:
         """For progress lines and the producer's summary (control replies and shutdowns are
         counted by the decoder, which sees them too)."""
         return nonzero_counts(self, "ws_", ("connects", "connect_failures", "drops", "stalls",
-                                            "rotations", "overlap_duplicates"))
+                                            "rotations", "overlap_duplicates",
+                                            "overlap_timeouts"))  # fmt: skip
 
 
 class AttemptLimiter:
@@ -306,7 +309,10 @@ class _Shard:
         new = await self._open(pending=True)
         cfg = self.cfg
         deadline = time.monotonic() + cfg.overlap_timeout_s
-        while time.monotonic() < deadline:
+        while True:
+            if time.monotonic() >= deadline:
+                self.client.stats.overlap_timeouts += 1
+                break
             if old.reader is None or old.reader.done():
                 break
             if time.monotonic() - old.last_frame > min(cfg.stall_timeout_s, cfg.overlap_timeout_s):
@@ -388,7 +394,15 @@ class _Shard:
                 if conn is self.pending:
                     self._buffer.append((raw, recv_ns))
                     self._buffered.add(raw)
-                    self._buffered_streams.add(stream_name_of(raw))
+                    stream = stream_name_of(raw)
+                    self._buffered_streams.add(stream)
+                    if raw in self._delivered_by_old:
+                        # the old connection delivered this frame first: it has caught up on
+                        # this stream as much as if it delivered it after (both read one feed,
+                        # and which socket is read first is a race a slow stream can lose for
+                        # its whole overlap)
+                        self._caught_up.add(stream)
+                        self._wake.set()
                     continue
                 if self.pending is not None and conn is self.active:
                     self._delivered_by_old.add(raw)

@@ -12,9 +12,10 @@ arrival order. Trades arriving after their window closed are returned as late ro
 window size they missed) and counted; a trade late for the 1 s candle may still be on time for
 the 1 min candle and is folded into that one.
 
-Call ``add_batch`` per transport batch; it returns the candles that closed and the late rows.
-Call ``flush`` once at shutdown: it closes every open window (the last ones are usually
-incomplete) and the aggregator refuses trades afterwards.
+Call ``add_batch`` per transport batch (or ``add_columns`` for a batch of ``trade`` events as
+columns: the same result, bit for bit, folded with numpy); it returns the candles that closed and
+the late rows. Call ``flush`` once at shutdown: it closes every open window (the last ones are
+usually incomplete) and the aggregator refuses trades afterwards.
 """
 
 from __future__ import annotations

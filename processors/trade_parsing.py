@@ -1,5 +1,6 @@
-"""Decode what the Binance producer publishes (orjson bytes of the ``data`` object) into tuples
-the aggregators consume, turning anything unusable into a counted, kept dead letter.
+"""Decode what the Binance producer publishes (each event's ``data`` object: the exchange's own
+bytes for trades, orjson's for the rest) into tuples the aggregators consume, or columns for a
+batch of well-formed trades, turning anything unusable into a counted, kept dead letter.
 
 Prices and quantities arrive as decimal strings and become float64 here: float64 keeps 15-16
 significant digits, more than any Binance price or quantity has (at most ~8 decimals on values

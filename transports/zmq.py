@@ -411,8 +411,7 @@ class ZmqPublisher(Publisher):
             Publisher.publish_many(self, messages)
             return
         self._check_sizes(messages)
-        batcher.add_many(messages, self._next_seq)
-        self.published += len(messages)
+        batcher.add_many(messages, self._next_seq)  # counts each in ``published`` as it adds it
 
     def _send(
         self,
@@ -627,12 +626,15 @@ class _Batcher:
 
     def add_many(self, messages: Sequence[Message], next_seq: dict[str, int]) -> None:
         """``add`` of each message, numbered from ``next_seq``, with the lock held once and
-        without ``add``'s send-alone case (these messages are queued up by definition)."""
+        without ``add``'s send-alone case (these messages are queued up by definition). Each is
+        counted in the publisher's ``published`` once it is in a batch, so a send that fails
+        or is interrupted midway leaves the count exact."""
         with self.lock:
             if self._error is not None:
                 self._raise_deferred()
             pending, size, producer_id = self._pending, self._size, self._producer_id
             clock = time.time_ns
+            publisher = self._publisher
             for topic, key, value, event_time_ns, headers in messages:
                 seq = next_seq[topic]
                 next_seq[topic] = seq + 1
@@ -643,12 +645,13 @@ class _Batcher:
                         self._oldest = time.monotonic()
                         self._wake.set()
                 batch.add(value, key, headers, seq, event_time_ns, clock())
+                publisher.published += 1
                 if batch.count >= size or batch.size >= BATCH_FRAME_BYTES:
                     del pending[topic]
                     if not pending:
                         self._wake.clear()
                     self._last_sent = time.monotonic()
-                    self._publisher._send_wire(topic, batch.frame())
+                    publisher._send_wire(topic, batch.frame())
 
     def flush(self) -> None:
         with self.lock:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -27,8 +28,23 @@ from sinks.hdf5_metadata import read_attributes
 from sinks.hdf5_schema import DEAD_LETTERS, dead_letter_raw
 
 #: A file being created is renamed into place complete; these retries only cover the moments
-#: when HDF5 sees a metadata block mid-update (it then reports a checksum error).
+#: when HDF5 sees a metadata block or a chunk mid-update (it then reports a checksum or filter
+#: error), opening, refreshing or reading a live file. A file that stays unreadable for this
+#: long is an error.
 OPEN_RETRY_S = 5.0
+T = TypeVar("T")
+
+
+def _retried(call: Callable[[], T]) -> T:
+    """``call()``, again after an ``OSError`` until ``OPEN_RETRY_S`` has passed."""
+    deadline = time.monotonic() + OPEN_RETRY_S
+    while True:
+        try:
+            return call()
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 class Snapshot:
@@ -43,7 +59,7 @@ class Snapshot:
 
     def refresh(self) -> Checkpoint | None:
         """Move to the newest complete checkpoint (may be the same one)."""
-        self.checkpoint = last_checkpoint(self.file, refresh=True)
+        self.checkpoint = _retried(lambda: last_checkpoint(self.file, refresh=True))
         return self.checkpoint
 
     @property
@@ -65,13 +81,17 @@ class Snapshot:
             raise KeyError(f"no table {name!r} in {self.file.filename}; tables: {self.tables}")
         count = self.rows[name]
         ds = self.file[table_path(name)]
-        ds.refresh()
-        if ds.shape[0] < count:  # cannot happen with the sink's write order; fail loudly
-            raise RuntimeError(f"{name}: {ds.shape[0]} rows on disk < checkpoint's {count}")
-        layout = self._layouts.get(name)
-        if layout is None:
-            layout = self._layouts[name] = layout_of(ds)
-        return read_rows(ds, 0, count, layout)
+
+        def rows() -> np.ndarray:
+            ds.refresh()
+            if ds.shape[0] < count:  # cannot happen with the sink's write order; fail loudly
+                raise RuntimeError(f"{name}: {ds.shape[0]} rows on disk < checkpoint's {count}")
+            layout = self._layouts.get(name)
+            if layout is None:
+                layout = self._layouts[name] = layout_of(ds)
+            return read_rows(ds, 0, count, layout)
+
+        return _retried(rows)
 
     def units(self, name: str) -> dict[str, str]:
         """Column -> unit of table ``name`` (time columns)."""

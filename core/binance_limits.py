@@ -28,6 +28,8 @@ DECIMAL_INT_DIGITS = 18
 
 _DECIMAL = rf"[0-9]{{1,{DECIMAL_INT_DIGITS}}}(?:\.[0-9]{{1,30}})?"
 POSITIVE_DECIMAL = re.compile(_DECIMAL).fullmatch
+SIGNED_DECIMAL = re.compile(rf"-?{_DECIMAL}").fullmatch
+_ALL_DECIMALS = re.compile(rf"(?:{_DECIMAL}\n)*{_DECIMAL}").fullmatch
 
 
 def all_positive_decimals(texts: list[str]) -> bool:
@@ -35,10 +37,6 @@ def all_positive_decimals(texts: list[str]) -> bool:
     newline is no decimal character, so the join cannot make a bad text pass)."""
     joined = "\n".join(texts)
     return joined.count("\n") == len(texts) - 1 and _ALL_DECIMALS(joined) is not None
-
-
-_ALL_DECIMALS = re.compile(rf"(?:{_DECIMAL}\n)*{_DECIMAL}").fullmatch
-SIGNED_DECIMAL = re.compile(rf"-?[0-9]{{1,{DECIMAL_INT_DIGITS}}}(?:\.[0-9]{{1,30}})?").fullmatch
 
 
 def symbol_problem(symbol: object) -> str | None:

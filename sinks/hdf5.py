@@ -205,8 +205,6 @@ class Hdf5Sink:
         self._units = {name: dict(u) for name, u in (units or {}).items()}
         schema = {**BUILTIN_TABLES, **{name: np.dtype(dt) for name, dt in tables.items()}}
         self._layouts: dict[str, TableLayout] = {}
-        #: Per table, its writer (whole chunks filtered here: ``sinks.hdf5_chunks``).
-        self._writers: dict[str, TableWriter] = {}
         for name, dt in schema.items():
             if not name or name.startswith(INTERNAL_GROUP) or "/" in name or dt.names is None:
                 raise SinkError(f"table {name!r}: needs a non-reserved name and a structured dtype")
@@ -241,6 +239,9 @@ class Hdf5Sink:
             self._release_lock()
             raise
         self._datasets = {name: self._file[table_path(name)] for name in schema}
+        #: Per table, its writer (whole chunks filtered here: ``sinks.hdf5_chunks``).
+        self._writers = {name: TableWriter(ds, self._layouts[name])
+                         for name, ds in self._datasets.items()}  # fmt: skip
         self._checkpoints = self._file[CHECKPOINTS]
         self._positions_ds = self._file[POSITIONS]
         self._state_ds = self._file[STATE_LOG]
@@ -354,10 +355,7 @@ class Hdf5Sink:
             ds = self._datasets[name]
             start = counts[name]
             ds.resize((start + len(rows),))
-            writer = self._writers.get(name)
-            if writer is None or writer.ds is not ds:
-                writer = self._writers[name] = TableWriter(ds, self._layouts[name])
-            writer.write(start, rows)
+            self._writers[name].write(start, rows)
             counts[name] = start + len(rows)
             written[name] = len(rows)
         pos_start = self._positions_len

@@ -597,32 +597,10 @@ class _Batcher:
         with self.lock:
             if self._error is not None:
                 self._raise_deferred()
-            batch = self._pending.get(topic)
-            if batch is None:
-                now = time.monotonic()
-                if not self._pending and now - self._last_sent >= self._linger_s:
-                    frame = encode_frame(topic, value, key, headers, self._producer_id, seq,
-                                         event_time_ns, publish_time_ns)  # fmt: skip
-                    try:
-                        self._publisher._send_frame(frame, zmq.NOBLOCK)
-                    except zmq.Again:
-                        pass  # no peer or a full pipe: batch it, as if others were waiting
-                    except zmq.ZMQError as exc:
-                        raise self._publisher._send_error(topic, exc) from None
-                    else:
-                        self._last_sent = now
-                        return
-                batch = self._pending[topic] = BatchEncoder(topic, self._producer_id)
-                if not self._wake.is_set():
-                    self._oldest = now
-                    self._wake.set()
-            batch.add(value, key, headers, seq, event_time_ns, publish_time_ns)
-            if batch.count >= self._size or batch.size >= BATCH_FRAME_BYTES:
-                del self._pending[topic]
-                if not self._pending:
-                    self._wake.clear()  # the next envelope starts a new linger deadline
-                self._last_sent = time.monotonic()
-                self._publisher._send_wire(topic, batch.frame())
+            envelope = (topic, value, key, headers, seq, event_time_ns, publish_time_ns)
+            quiet = not self._pending and time.monotonic() - self._last_sent >= self._linger_s
+            if not (quiet and self._send_alone(*envelope)):
+                self._queue(*envelope)
 
     def add_many(self, messages: Sequence[Message], next_seq: dict[str, int]) -> None:
         """``add`` of each message, numbered from ``next_seq``, with the lock held once and
@@ -632,26 +610,64 @@ class _Batcher:
         with self.lock:
             if self._error is not None:
                 self._raise_deferred()
-            pending, size, producer_id = self._pending, self._size, self._producer_id
-            clock = time.time_ns
-            publisher = self._publisher
+            queue, clock, publisher = self._queue, time.time_ns, self._publisher
             for topic, key, value, event_time_ns, headers in messages:
                 seq = next_seq[topic]
                 next_seq[topic] = seq + 1
-                batch = pending.get(topic)
-                if batch is None:
-                    batch = pending[topic] = BatchEncoder(topic, producer_id)
-                    if not self._wake.is_set():
-                        self._oldest = time.monotonic()
-                        self._wake.set()
-                batch.add(value, key, headers, seq, event_time_ns, clock())
-                publisher.published += 1
-                if batch.count >= size or batch.size >= BATCH_FRAME_BYTES:
-                    del pending[topic]
-                    if not pending:
-                        self._wake.clear()
-                    self._last_sent = time.monotonic()
-                    publisher._send_wire(topic, batch.frame())
+                queue(topic, value, key, headers, seq, event_time_ns, clock(), publisher)
+
+    def _send_alone(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        seq: int,
+        event_time_ns: int,
+        publish_time_ns: int,
+    ) -> bool:
+        """Send one envelope as its own frame now, without waiting; False when the socket
+        would block (no peer, a full pipe): then it is batched, as if others were waiting."""
+        frame = encode_frame(topic, value, key, headers, self._producer_id, seq, event_time_ns,
+                             publish_time_ns)  # fmt: skip
+        try:
+            self._publisher._send_frame(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            raise self._publisher._send_error(topic, exc) from None
+        self._last_sent = time.monotonic()
+        return True
+
+    def _queue(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        seq: int,
+        event_time_ns: int,
+        publish_time_ns: int,
+        counted_by: ZmqPublisher | None = None,
+    ) -> None:
+        """Add one envelope to its topic's pending batch (started now, with a linger deadline,
+        if there is none) and send the batch once full; ``counted_by`` counts it as published
+        once it is in. Caller holds the lock."""
+        batch = self._pending.get(topic)
+        if batch is None:
+            batch = self._pending[topic] = BatchEncoder(topic, self._producer_id)
+            if not self._wake.is_set():
+                self._oldest = time.monotonic()
+                self._wake.set()
+        batch.add(value, key, headers, seq, event_time_ns, publish_time_ns)
+        if counted_by is not None:
+            counted_by.published += 1
+        if batch.count >= self._size or batch.size >= BATCH_FRAME_BYTES:
+            del self._pending[topic]
+            if not self._pending:
+                self._wake.clear()  # the next envelope starts a new linger deadline
+            self._last_sent = time.monotonic()
+            self._publisher._send_wire(topic, batch.frame())
 
     def flush(self) -> None:
         with self.lock:

@@ -20,7 +20,7 @@ from core.recording import Frame, RecordingWriter
 from producers.runtime.frames import Decoder, Rejected
 from producers.runtime.progress import ProgressReporter
 from producers.runtime.stop import StopAfter
-from transports.base import Message, MessageTooLargeError, Publisher
+from transports.base import Headers, Message, MessageTooLargeError, Publisher
 
 #: Unpaced sources check stop conditions and progress every this many frames (clock reads are
 #: not free); paced and live ones check after every frame.
@@ -61,17 +61,12 @@ class Producer:
         if not messages:
             return 0
         headers = (("recv_ns", str(frame.recv_ns).encode()),)
-        publish = self.publisher.publish
         before = self.published
         for topic, key, value, event_time_ns in messages:
             if self.published >= self.limit:
                 break
-            try:
-                publish(topic, value, key=key, headers=headers, event_time_ns=event_time_ns)
-            except MessageTooLargeError as exc:
-                self.dead_letters.add("too_large_for_transport", str(exc), value)
-                continue
-            self.published += 1
+            if self._publish_one(topic, key, value, event_time_ns, headers):
+                self.published += 1
         return self.published - before
 
     def handle_many(self, frames: list[Frame]) -> int:
@@ -114,14 +109,23 @@ class Producer:
         try:
             publisher.publish_many(messages)
         except MessageTooLargeError:
-            for topic, key, value, event_time_ns, headers in messages:
-                try:
-                    publisher.publish(topic, value, key=key, headers=headers,
-                                      event_time_ns=event_time_ns)  # fmt: skip
-                except MessageTooLargeError as exc:
-                    self.dead_letters.add("too_large_for_transport", str(exc), value)
+            for message in messages:
+                self._publish_one(*message)
         finally:
             self.published += publisher.published - before
+
+    def _publish_one(
+        self, topic: str, key: bytes | None, value: bytes, event_time_ns: int, headers: Headers
+    ) -> bool:
+        """``publish`` one message; False when its value is over the transport's limit (it then
+        goes to the dead letters)."""
+        try:
+            self.publisher.publish(topic, value, key=key, headers=headers,
+                                   event_time_ns=event_time_ns)  # fmt: skip
+        except MessageTooLargeError as exc:
+            self.dead_letters.add("too_large_for_transport", str(exc), value)
+            return False
+        return True
 
     def counters(self) -> dict[str, object]:
         """Counts for progress lines and the summary: common ones first, then the source's."""
@@ -150,31 +154,21 @@ def drive(
     ``check_every=CHECK_EVERY`` for unpaced sources; 1 for the others (cheap at their rate, and a
     duration ends on time). ``frames`` is closed at the end, which ends a live client's threads.
     """
-    handle = producer.handle
     limit = producer.limit
+    chunks = iter(frames)
     try:
-        if check_every > 1:  # unpaced: frames go in lists of check_every, checked after each
-            handle_many, chunks = producer.handle_many, iter(frames)
-            while chunk := list(itertools.islice(chunks, check_every)):
-                handle_many(chunk)
-                if producer.published >= limit:
-                    stop.event.set()
-                    break
-                if stop.reached(producer.published):
-                    break
-                if progress is not None:
-                    progress.tick()
-            return
-        for n, frame in enumerate(frames, 1):
-            handle(frame)
+        while chunk := list(itertools.islice(chunks, check_every)):
+            if check_every > 1:  # unpaced: frames go in lists, checked after each
+                producer.handle_many(chunk)
+            else:  # paced and live: at once, each (a ZeroMQ batcher sends a lone one at once)
+                producer.handle(chunk[0])
             if producer.published >= limit:
                 stop.event.set()
                 break
-            if n % check_every == 0:
-                if stop.reached(producer.published):
-                    break
-                if progress is not None:
-                    progress.tick()
+            if stop.reached(producer.published):
+                break
+            if progress is not None:
+                progress.tick()
     finally:
         close = getattr(frames, "close", None)
         if close is not None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from core.heartbeat import Heartbeat
@@ -127,6 +130,23 @@ def run(kind: str, args: argparse.Namespace) -> int:
     values = resolve(args, specs)
     print(f"harness process {kind}: " + "; ".join(describe(values, specs)), file=sys.stderr)
     output = Path(expand_output(str(values["output"]), values["transport"]))
+    # A stop signal may come just after the stage's loop ended (a producer's end announcement
+    # can arrive a moment before the runner's SIGTERM): run_stage then restores this handler,
+    # not the default one that would end the process before its summary is written.
+    previous = {sig: signal.signal(sig, _stopping_anyway) for sig in (signal.SIGTERM,
+                                                                     signal.SIGINT)}
+    try:
+        return _run_and_report(kind, values, output)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stopping_anyway(signum: int, frame: FrameType | None) -> None:
+    """A stop signal after the stage's loop: the process is ending already."""
+
+
+def _run_and_report(kind: str, values: Mapping[str, Any], output: Path) -> int:
     summary = run_stage(
         _make_stage(kind, values),
         values["transport"],
@@ -140,7 +160,7 @@ def run(kind: str, args: argparse.Namespace) -> int:
             end_grace_s=values["end_grace"],
             flush_interval_s=values["flush_interval"],
         ),
-        run_metadata={"settings": json.dumps(redacted(values, specs))},
+        run_metadata={"settings": json.dumps(redacted(values, settings_for(kind)))},
         progress=None if values["quiet"] else _progress,
         heartbeat=Heartbeat(values["heartbeat"]).beat,
     )

@@ -17,7 +17,7 @@ strings Binance sends (``float`` alone would take ``"1_000"``, ``" 1 "`` or ``"1
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 import numpy as np
@@ -57,6 +57,24 @@ class _TradeFields(msgspec.Struct, gc=False):
 
 
 _decode_trade_fields = msgspec.json.Decoder(_TradeFields).decode
+
+
+class _TradeOnly(msgspec.Struct, gc=False):
+    """``_TradeFields`` of a ``trade`` event alone, for the batch path: msgspec checks the
+    event name and the trade id's presence while parsing, and no aggTrade field is looked for
+    (~10 % of the batch decode). An aggTrade, or a trade without ``t``, fails the parse and
+    the batch takes the per-value path."""
+
+    e: Literal["trade"]
+    s: str
+    p: str
+    q: str
+    T: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)]
+    m: bool
+    t: _Id
+
+
+_decode_trade_only = msgspec.json.Decoder(_TradeOnly).decode
 
 
 class Trade(NamedTuple):
@@ -211,18 +229,16 @@ def decode_trade_batch(values: Sequence[bytes], max_time_ms: int) -> TradeColumn
     any value (an aggTrade, a new symbol, anything to refuse or a trade time above
     ``max_time_ms``) needs the per-value path, or there is none. Each accepted value gets
     exactly what ``decode_trade`` gives it (``TradeColumns.trades``); what is shared are the
-    per-value calls: one msgspec loop, one regex for every decimal, the checks as set and
-    min/max operations."""
+    per-value calls: one msgspec loop (``_TradeOnly``), one regex for every decimal, the checks
+    as set and min/max operations."""
     try:
-        fields = [_decode_trade_fields(v) for v in values]
+        fields = [_decode_trade_only(v) for v in values]
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     if not fields:
         return None
-    events = {f.e for f in fields}
-    tids = [f.t for f in fields]
     times = [f.T for f in fields]
-    if events != {"trade"} or None in tids or max(times) > max_time_ms:
+    if max(times) > max_time_ms:
         return None
     symbols = [f.s for f in fields]
     if not _SYMBOLS.good.issuperset(symbols):
@@ -233,7 +249,8 @@ def decode_trade_batch(values: Sequence[bytes], max_time_ms: int) -> TradeColumn
     qtys = [float(f.q) for f in fields]
     if not (min(prices) > 0.0 and min(qtys) > 0.0):
         return None
-    return TradeColumns(symbols, np.array(times, np.int64), np.array(tids, np.int64),
+    return TradeColumns(symbols, np.array(times, np.int64),
+                        np.array([f.t for f in fields], np.int64),
                         np.array(prices, np.float64), np.array(qtys, np.float64),
                         np.array([f.m for f in fields], np.bool_))  # fmt: skip
 

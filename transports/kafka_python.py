@@ -21,7 +21,7 @@ with warnings.catch_warnings():
     from kafka.admin import NewTopic
     from kafka.consumer.subscription_state import ConsumerRebalanceListener
     from kafka.errors import KafkaError, TopicAlreadyExistsError
-    from kafka.structs import OffsetAndMetadata, TopicPartition
+    from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
 from transports.base import CLOSE_TIMEOUT_S, Envelope, RejectedMessage
 from transports.framing import META_HEADER, FrameError, decode_meta
@@ -147,7 +147,31 @@ class KafkaPythonSubscriber(KafkaSubscriberBase):
         )
 
     def _subscribe(self, topics: list[str]) -> None:
-        self._consumer.subscribe(topics, listener=_ResumeOnAssign(self))
+        consumer = self._consumer
+        consumer.subscribe(topics, listener=_ResumeOnAssign(self))
+        # kafka-python 3.0.12 snapshots the subscribed topics' partitions only on a metadata
+        # update *after* subscribe(); the one asked for by subscribe() is often answered after
+        # the first join (queued behind a fetch), so the leader joined with an empty snapshot
+        # and rebalanced again a moment later (see _revive_stalled_join). Refresh it now.
+        consumer.topics()
+
+    def _revive_stalled_join(self) -> None:
+        """Group mode, after each poll: rejoin a member whose join nobody will finish.
+
+        kafka-python 3.0.12 (coordinator/base.py join_group_async) leaves a join task in flight
+        when a poll's timeout ends first, and finishes it in a later poll only while
+        need_rejoin() is true. A rejoin the group leader starts because its metadata snapshot
+        changed stops being "needed" as soon as that join task performs the assignment, so a
+        poll that timed out mid-join left the member REBALANCING for ever: no heartbeats, no
+        fetches, removed by the broker after the session timeout, never rejoining (a group
+        member that received nothing). A member REBALANCING between polls with no rejoin
+        needed is exactly that state: ask for a rejoin, which the next poll completes."""
+        if self._consumer.group_metadata().state is not MemberState.REBALANCING:
+            return
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None and not coordinator.need_rejoin():
+            log.warning("group %s: join left unfinished by kafka-python; rejoining", self.group)
+            coordinator.request_rejoin()
 
     def _partitions_of(self, topic: str, timeout: float) -> Collection[int]:
         return self._consumer.partitions_for_topic(topic) or ()
@@ -169,7 +193,10 @@ class KafkaPythonSubscriber(KafkaSubscriberBase):
                 consumer.seek(tp, offset)
 
     def _fetch(self, max_messages: int, timeout: float) -> Any:
-        return self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_messages)
+        records = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_messages)
+        if self.group is not None:
+            self._revive_stalled_join()
+        return records
 
     def _fetch_and_discard(self, timeout: float) -> None:
         self._consumer.poll(timeout_ms=int(timeout * 1000))

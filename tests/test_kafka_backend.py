@@ -14,6 +14,7 @@ from foreign_kafka import KafkaProducer
 
 from transports import (
     Envelope,
+    MessageTooLargeError,
     ReplayableSubscriber,
     ReplayableTransport,
     Subscriber,
@@ -74,6 +75,34 @@ def test_per_key_order_across_four_partitions(transport: ReplayableTransport, un
     assert len({p for parts in partition_of.values() for p in parts}) > 1
     report = sub.stats.sequence.report()
     assert (report.lost, report.duplicates) == (0, 0)
+
+
+def test_publish_many_sends_what_publish_sends_in_order(
+    transport: ReplayableTransport, unique_topic: str
+) -> None:
+    """``publish_many`` (the unpaced replay path) gives the same records, numbers and headers,
+    per key in order, as one ``publish`` per message; an oversize value refuses the batch
+    whole, before anything is sent."""
+    other = f"{unique_topic}-b"  # a second topic, new to the publisher inside the batch
+    messages = [
+        (unique_topic if i % 4 else other, b"K%d" % (i % 3), b"v%d" % i, i, (("h", b"%d" % i),))
+        for i in range(300)
+    ]
+    subs = [transport.subscriber([topic]) for topic in (unique_topic, other)]
+    with transport.publisher("p") as pub:
+        pub.publish_many(messages)
+        with pytest.raises(MessageTooLargeError):
+            pub.publish_many([(unique_topic, None, b"ok", 0, ()),
+                              (unique_topic, None, b"x" * (pub.max_message_bytes + 1), 0, ())])
+        assert pub.published == len(messages) == sum(pub.published_by_topic.values())
+    for topic, sub in zip((unique_topic, other), subs, strict=True):
+        sent = [m for m in messages if m[0] == topic]
+        got = sorted(collect(sub, len(sent)), key=lambda e: e.seq)
+        sub.close()
+        assert [e.seq for e in got] == list(range(len(sent)))
+        assert [(e.key, e.value, e.event_time_ns, e.headers) for e in got] == [
+            (key, value, ev, headers) for _, key, value, ev, headers in sent
+        ]
 
 
 def test_both_clients_put_a_key_on_the_same_partition(kafka_bootstrap: str, unique_topic: str):

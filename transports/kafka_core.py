@@ -57,6 +57,7 @@ from transports.base import (
     Capabilities,
     Envelope,
     Headers,
+    Message,
     Positions,
     Publisher,
     RejectedMessage,
@@ -418,6 +419,27 @@ class KafkaPublisherBase(Publisher):
             self._produce(topic, value, key, [meta, *headers] if headers else [meta])
         except self._t.client_errors as exc:
             raise self._t.error(f"publish to {topic!r}", exc) from None
+
+    def publish_many(self, messages: Sequence[Message]) -> None:
+        """``Publisher.publish_many`` in one loop: what ``publish`` and ``_send`` do for each
+        message, a call level and a keyword call less per message. The producer is the
+        bottleneck of a Kafka pipeline (kafka-python's ``send`` keeps it at a core), so every
+        microsecond of ours around it shows in the end-to-end rate."""
+        self._check_sizes(messages)
+        next_seq, producer_id, produce = self._next_seq, self.producer_id, self._produce
+        known, errors = self._known_topics, self._t.client_errors
+        for topic, key, value, event_time_ns, headers in messages:
+            if topic not in known:
+                self._t.create_topics([topic])
+                known.add(topic)
+            seq = next_seq.get(topic, 0)
+            next_seq[topic] = seq + 1
+            meta = (META_HEADER, encode_meta(producer_id, seq, event_time_ns, time.time_ns()))
+            try:
+                produce(topic, value, key, [meta, *headers] if headers else [meta])
+            except errors as exc:
+                raise self._t.error(f"publish to {topic!r}", exc) from None
+            self.published += 1
 
     def _send_end(self, topic: str, headers: Headers) -> None:
         """The end announcement goes to every partition: a reader may own only some."""

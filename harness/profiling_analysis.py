@@ -39,7 +39,7 @@ SINKS_DIR = str(_REPO / "sinks") + os.sep
 
 RECEIVE_NAMES = frozenset({"poll", "commit", "seek", "consume"})
 RECEIVE_PREFIXES = ("recv", "_recv", "_fetch", "_poll")
-SEND_NAMES = frozenset({"publish", "flush"})
+SEND_NAMES = frozenset({"publish", "publish_many", "flush"})
 SEND_PREFIXES = ("send", "_send", "_flush")
 SINK_NAMES = frozenset({"append", "flush", "close", "add_dead_letter", "open_for_resume"})
 

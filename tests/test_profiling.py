@@ -272,6 +272,8 @@ def test_entry_point_categories_and_verdict_rules() -> None:
     transports_dir = str(REPO / "transports")
     assert category_of(f"{transports_dir}/zmq.py", "poll") == "transport_receive"
     assert category_of(f"{transports_dir}/kafka_core.py", "_send") == "transport_send"
+    for module in ("base.py", "zmq.py", "kafka_core.py"):  # the unpaced replay's path
+        assert category_of(f"{transports_dir}/{module}", "publish_many") == "transport_send"
     assert category_of(str(REPO / "sinks" / "hdf5.py"), "flush") == "sink"
     assert category_of(str(REPO / "processors" / "candles.py"), "poll") is None
     assert verdict(10, 9, 0, 0, 0).label == "CPU-bound"

@@ -387,11 +387,7 @@ class ZmqPublisher(Publisher):
                 try:
                     self._send_frame(frame)
                 except zmq.ZMQError as exc:
-                    try:
-                        self._send_blocked(topic, frame, exc)
-                    except PublishInterrupted:
-                        next_seq[topic] = seq
-                        raise
+                    self._send_blocked_or_release(topic, frame, exc, seq)
             else:
                 batcher.add(topic, value, key, headers, seq, event_time_ns, time.time_ns())
             self.published += 1
@@ -423,11 +419,7 @@ class ZmqPublisher(Publisher):
             try:
                 send(frame)
             except zmq.ZMQError as exc:
-                try:
-                    self._send_blocked(topic, frame, exc)
-                except PublishInterrupted:
-                    next_seq[topic] = seq
-                    raise
+                self._send_blocked_or_release(topic, frame, exc, seq)
             self.published += 1
 
     def _send(
@@ -467,6 +459,17 @@ class ZmqPublisher(Publisher):
             self._send_frame(frame)
         except zmq.ZMQError as exc:
             self._send_blocked(topic, frame, exc)
+
+    def _send_blocked_or_release(
+        self, topic: str, frame: bytes, exc: zmq.ZMQError, seq: int
+    ) -> None:
+        """``_send_blocked`` for a frame numbered ``seq``; a send given up on stop frees the
+        number again (nothing went out), so the next message takes it."""
+        try:
+            self._send_blocked(topic, frame, exc)
+        except PublishInterrupted:
+            self._next_seq[topic] = seq
+            raise
 
     def _send_blocked(self, topic: str, frame: bytes, exc: zmq.ZMQError) -> None:
         """A send that did not go out within its slice: wait on (back-pressure) unless a

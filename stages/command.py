@@ -136,7 +136,7 @@ def run(kind: str, args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, _stopping_anyway) for sig in (signal.SIGTERM,
                                                                      signal.SIGINT)}
     try:
-        return _run_and_report(kind, values, output)
+        return _run_and_report(kind, values, specs, output)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -146,7 +146,9 @@ def _stopping_anyway(signum: int, frame: FrameType | None) -> None:
     """A stop signal after the stage's loop: the process is ending already."""
 
 
-def _run_and_report(kind: str, values: Mapping[str, Any], output: Path) -> int:
+def _run_and_report(
+    kind: str, values: Mapping[str, Any], specs: list[Setting], output: Path
+) -> int:
     summary = run_stage(
         _make_stage(kind, values),
         values["transport"],
@@ -160,7 +162,7 @@ def _run_and_report(kind: str, values: Mapping[str, Any], output: Path) -> int:
             end_grace_s=values["end_grace"],
             flush_interval_s=values["flush_interval"],
         ),
-        run_metadata={"settings": json.dumps(redacted(values, settings_for(kind)))},
+        run_metadata={"settings": json.dumps(redacted(values, specs))},
         progress=None if values["quiet"] else _progress,
         heartbeat=Heartbeat(values["heartbeat"]).beat,
     )

@@ -201,10 +201,9 @@ class KafkaPythonSubscriber(KafkaSubscriberBase):
         fetches, removed by the broker after the session timeout, never rejoining (a group
         member that received nothing). A member REBALANCING between polls with no rejoin
         needed is exactly that state: ask for a rejoin, which the next poll completes."""
-        if self._consumer.group_metadata().state is not MemberState.REBALANCING:
-            return
         coordinator = getattr(self._consumer, "_coordinator", None)
-        if coordinator is not None and not coordinator.need_rejoin():
+        if (coordinator is not None and coordinator.state is MemberState.REBALANCING
+                and not coordinator.need_rejoin()):  # fmt: skip
             log.warning("group %s: join left unfinished by kafka-python; rejoining", self.group)
             coordinator.request_rejoin()
 

@@ -87,6 +87,14 @@ PROCESSOR_BATCH = 5_000
 PROCESSOR_PASSES = 3
 #: Kafka rounds (a fresh broker each: raw loop, pipeline, raw loop).
 KAFKA_ROUNDS = 2
+#: The ZeroMQ pipeline rows: producer URL options and row name. The default packs only what
+#: the unpaced replay hands over together (no message waits); ``batch=1`` is one frame per
+#: message; a linger also batches single publishes that queue up, waiting up to 1 ms.
+ZMQ_FRAMING = {
+    "zmq": ("", "pipeline zmq (default framing)"),
+    "zmq-frame": ("&batch=1", "pipeline zmq batch=1 (one per frame)"),
+    "zmq-linger": ("&batch_linger_ms=1", "pipeline zmq batch_linger_ms=1"),
+}
 
 
 def write_trade_recording(path: Path, n: int, seed: int = 5) -> Path:
@@ -246,8 +254,8 @@ while True:
 
 def producer_alone(recording: Path, workdir: Path) -> float:
     """msg/s of ``harness produce binance --source replay --speed 0`` (the pipeline's producer,
-    one message per frame) into a bare PULL socket that discards: the rate its summary reports,
-    from its first frame to its last (start-up excluded)."""
+    the transport's default framing) into a bare PULL socket that discards: the rate its
+    summary reports, from its first frame to its last (start-up excluded)."""
     address = f"tcp://127.0.0.1:{free_tcp_port()}"
     drain = subprocess.Popen([sys.executable, "-c", DRAIN, address], stdout=subprocess.PIPE)
     summary = workdir / "producer-alone.json"
@@ -293,12 +301,8 @@ def durable_at_ns(path: Path, table: str, rows: int) -> int:
 def run_pipeline(
     transport: str, recording: Path, n: int, workdir: Path, broker: Broker | None = None
 ) -> PipelineRun:
-    """One producer -> processor run over ``transport`` ("zmq", "zmq-batch" or "kafka"); the
-    Kafka row uses ``broker`` (or starts its own: its topics must be new to it).
-
-    "zmq-batch" packs up to 100 envelopes per frame on the producer side (``batch=100``, 1 ms
-    linger): the ZeroMQ analogue of Kafka's linger batching.
-    """
+    """One producer -> processor run over ``transport`` (a key of ``ZMQ_FRAMING`` or "kafka");
+    the Kafka row uses ``broker`` (or starts its own: its topics must be new to it)."""
     with ExitStack() as stack:
         if transport == "kafka":
             if broker is None:
@@ -311,8 +315,7 @@ def run_pipeline(
             # processor that started first delays the first trades (up to ~0.8 s otherwise).
             processor_url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?pattern=pushpull&bind=subscriber"
             producer_url = processor_url
-            if transport == "zmq-batch":
-                producer_url += "&batch=100&batch_linger_ms=1"
+            producer_url += ZMQ_FRAMING[transport][0]
         output = workdir / f"{transport}.h5"
         summary = workdir / f"{transport}-producer.json"
         processor = subprocess.Popen(
@@ -345,7 +348,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("transport", ["zmq", "zmq-batch", "kafka"])
+@pytest.mark.parametrize("transport", [*ZMQ_FRAMING, "kafka"])
 def test_pipeline_end_to_end(benchmark, transport: str, recording: Path, tmp_path: Path) -> None:
     runs: list[PipelineRun] = []
 
@@ -401,7 +404,7 @@ def main() -> None:
         step("raw pyzmq loop")
         zmq_raw = raw_zmq(message.frame, n)
         rows.append((f"raw zmq PUSH/PULL ({len(message.frame)} B)", n, n / zmq_raw, None, ""))
-        for transport, name in (("zmq", "pipeline zmq"), ("zmq-batch", "pipeline zmq batch=100")):
+        for transport, (_options, name) in ZMQ_FRAMING.items():
             r = pipeline(transport)
             rows.append((name, n, r.seconds, r.producer_rate,
                          f"{r.trades_per_s / zmq_raw:.3f} x raw"))  # fmt: skip

@@ -23,8 +23,9 @@ from transports import (
     TransportError,
     open_transport,
 )
+from transports.base import PublishInterrupted
 from transports.brokers import free_tcp_port
-from transports.framing import encode_batch, encode_entry, encode_frame
+from transports.framing import decode_into, encode_batch, encode_entry, encode_frame
 from transports.sequence import SequenceTracker
 from transports.zmq import OPTIONS, ZmqTransport
 
@@ -436,9 +437,8 @@ def test_poll_never_returns_more_than_max_messages_from_batch_frames(
         transport.subscriber(["t"]) as sub,
         transport.publisher("p") as pub,
     ):
-        for _ in range(200):
-            pub.publish("t", b"x")
-        pub.flush()
+        pub.publish("t", b"x")
+        pub.publish_many([("t", None, b"x", 0, ())] * 199)  # frames of up to 64 envelopes
         sizes: list[int] = []
         deadline = time.monotonic() + 20
         while sum(sizes) < 200 and time.monotonic() < deadline:
@@ -478,21 +478,32 @@ def test_batch_options_are_validated() -> None:
             ZmqTransport(tcp_url(bad))
 
 
-def test_batch_frames_stay_bounded_in_bytes_and_fit_max_frame_bytes(ctx: zmq.Context[Any]) -> None:
-    url = tcp_url("batch=1000&max_message_bytes=100000&max_frame_bytes=500000")
+@pytest.mark.parametrize("linger", ["0", "60000"])
+def test_batch_frames_stay_bounded_in_bytes_and_fit_max_frame_bytes(
+    ctx: zmq.Context[Any], linger: str
+) -> None:
+    url = tcp_url(
+        f"batch=1000&batch_linger_ms={linger}&max_message_bytes=100000&max_frame_bytes=500000"
+    )
     value = b"v" * 100_000
     with (
         ZmqTransport(url, context=ctx) as transport,
         transport.subscriber(["t"]) as sub,
         transport.publisher("p") as pub,
     ):
-        for _ in range(12):
-            pub.publish("t", value)
-        pub.flush()
+        pub.publish("t", value)
+        if linger == "0":  # packed in publish_many
+            pub.publish_many([("t", None, value, 0, ())] * 11)
+        else:  # batched by the linger
+            for _ in range(11):
+                pub.publish("t", value)
+            pub.flush()
         got = receive(sub, 12)
     assert [e.seq for e in got] == list(range(12)) and sub.stats.rejected == 0
-    with pytest.raises(TransportError, match="max_frame_bytes"):
-        ZmqTransport(tcp_url("batch=10&max_frame_bytes=100000"))
+    for too_small in ("batch=10&max_frame_bytes=100000", "max_frame_bytes=100000"):
+        with pytest.raises(TransportError, match=r"max_frame_bytes.*batch=1"):
+            ZmqTransport(tcp_url(too_small))
+    ZmqTransport(tcp_url("batch=1&max_frame_bytes=100000")).close()
 
 
 def test_a_key_too_long_in_a_batch_fails_that_publish_only(ctx: zmq.Context[Any]) -> None:
@@ -518,12 +529,15 @@ def test_close_with_pending_batches_and_no_receiver_is_bounded(ctx: zmq.Context[
         assert time.monotonic() - started < 3.0
 
 
-@pytest.mark.parametrize("batch", [1, 100])
-def test_publish_many_sends_what_publish_sends_in_order(ctx: zmq.Context[Any], batch: int) -> None:
+@pytest.mark.parametrize("framing", ["batch=1", "batch=7", "", "batch=100&batch_linger_ms=5"])
+def test_publish_many_sends_what_publish_sends_in_order(
+    ctx: zmq.Context[Any], framing: str
+) -> None:
     """A producer's ``publish_many`` (the unpaced replay path) gives the same envelopes, in the
-    same order with the same numbers, as one ``publish`` per message; a topic seen for the first
-    time inside it takes the checked path, and an oversize value refuses the batch whole."""
-    url = tcp_url(f"bind=subscriber&batch={batch}&batch_linger_ms=5&max_message_bytes=1000")
+    same order with the same numbers, as one ``publish`` per message, whatever the framing (one
+    per frame, packed per call, lingering); a topic seen for the first time inside it takes the
+    checked path, and an oversize value refuses the batch whole."""
+    url = tcp_url(f"bind=subscriber&{framing}&max_message_bytes=1000")
     messages = [
         ("t" if i % 4 else "u", b"K" if i % 3 else None, b"v%d" % i, i, (("h", b"%d" % i),))
         for i in range(450)
@@ -548,3 +562,79 @@ def test_publish_many_sends_what_publish_sends_in_order(ctx: zmq.Context[Any], b
             (key, value, ev, headers) for _, key, value, ev, headers in sent
         ]
         assert [e.seq for e in envs] == list(range(len(sent)))
+
+
+def raw_pull(ctx: zmq.Context[Any]) -> tuple[zmq.Socket[Any], str]:
+    """A bare PULL socket bound on a free port, and a URL whose publisher connects to it."""
+    port = free_tcp_port()
+    pull = ctx.socket(zmq.PULL)
+    pull.linger = 0
+    pull.rcvtimeo = 5000
+    pull.bind(f"tcp://127.0.0.1:{port}")
+    return pull, f"zmq+tcp://127.0.0.1:{port}?linger_ms=0&bind=subscriber"
+
+
+def test_by_default_only_messages_handed_over_together_share_a_frame(
+    ctx: zmq.Context[Any],
+) -> None:
+    """No message waits for a frame by default: ``publish`` goes out alone at once, and
+    ``publish_many`` packs up to ``batch`` (16) per topic and frame and sends them all before it
+    returns, no ``flush`` needed."""
+    pull, url = raw_pull(ctx)
+    try:
+        with ZmqTransport(url, context=ctx) as transport, transport.publisher("p") as pub:
+            pub.publish("t", b"alone")
+            envelopes: list[Envelope] = []
+            assert decode_into(pull.recv(), envelopes) == 1  # within rcvtimeo, no flush
+            pub.publish_many([("t", None, b"%d" % i, i, ()) for i in range(250)])
+            sizes = [decode_into(pull.recv(), envelopes) for _ in range(16)]
+    finally:
+        pull.close()
+    assert OPTIONS["batch"].default == 16 and sizes == [16] * 15 + [10]
+    assert [e.seq for e in envelopes] == list(range(251))
+    assert [e.value for e in envelopes[1:]] == [b"%d" % i for i in range(250)]
+
+
+def test_packed_publish_many_keeps_numbers_exact_on_timeout_and_on_stop(
+    ctx: zmq.Context[Any],
+) -> None:
+    """With no receiver: a frame whose send times out shows up as that many lost numbers (as
+    one message does); frames never sent, and every frame given up on a stop, free theirs."""
+    batch = [("t" if i % 2 else "u", None, b"x", 0, ()) for i in range(250)]
+    with ZmqTransport(tcp_url("send_timeout_ms=50"), context=ctx) as transport:
+        pub = transport.publisher("p")  # binds a PUSH socket nobody connects to
+        for topic in ("t", "u"):
+            with pytest.raises(TransportError, match="timed out"):
+                pub.publish(topic, b"first")
+        with pytest.raises(TransportError, match="timed out"):
+            pub.publish_many(batch)  # "u" fills its 16 first; "t" has 15 pending
+        assert pub.published_by_topic == {"t": 1, "u": 17} and pub.published == 0
+        pub.close(timeout=0.1)
+    with ZmqTransport(tcp_url(), context=ctx) as transport:  # send_timeout_ms=-1: waits
+        pub = transport.publisher("p")
+        pub.interrupt = lambda: True
+        for topic in ("t", "u"):
+            with pytest.raises(PublishInterrupted):
+                pub.publish(topic, b"first")
+        with pytest.raises(PublishInterrupted):
+            pub.publish_many(batch)
+        assert pub.published_by_topic == {"t": 0, "u": 0} and pub.published == 0
+        pub.close(timeout=0.1)
+
+
+def test_a_key_too_long_in_a_packed_publish_many_fails_that_message_only(
+    ctx: zmq.Context[Any],
+) -> None:
+    with (
+        ZmqTransport(tcp_url("bind=subscriber"), context=ctx) as transport,
+        transport.subscriber(["t"]) as sub,
+        transport.publisher("p") as pub,
+    ):
+        pub.publish("t", b"0")
+        with pytest.raises(ValueError, match="too long"):
+            pub.publish_many([("t", None, b"1", 0, ()), ("t", b"k" * 70_000, b"bad", 0, ()),
+                              ("t", None, b"never", 0, ())])  # fmt: skip
+        pub.publish_many([("t", None, b"2", 0, ())])
+        got = receive(sub, 3) + quiet(sub, 0.2)
+        assert pub.published == 3
+    assert [(e.seq, e.value) for e in got] == [(0, b"0"), (1, b"1"), (2, b"2")]

@@ -297,11 +297,13 @@ class BatchEncoder:
     the one-frame-per-envelope send a batch saves).
     """
 
-    __slots__ = ("_parts", "_producer_id", "count", "size")
+    __slots__ = ("_parts", "_producer_id", "count", "first_seq", "size")
 
-    def __init__(self, topic: str, producer_id: str) -> None:
+    def __init__(self, topic: str, producer_id: str, first_seq: int = 0) -> None:
         self._parts: list[bytes] = [_name_bytes(topic) + b"\x00", b""]  # [1]: batch header
         self._producer_id = producer_id
+        #: The sequence number its first envelope takes (a sender frees numbers from here).
+        self.first_seq = first_seq
         self.count = 0
         self.size = len(self._parts[0]) + _BATCH_HEAD.size  #: bytes of the frame so far
 

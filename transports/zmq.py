@@ -3,19 +3,24 @@
     zmq+tcp://127.0.0.1:5555?pattern=pushpull&bind=publisher&hwm=100000
     zmq+ipc:///tmp/harness.sock      zmq+inproc://name
 
-One frame per message by default (``transports.framing``; one send per message is ~4x faster
-than send_multipart here). ``batch=N`` packs up to N envelopes of one topic into one frame, the
-way Kafka's linger does: a batch goes out when full, on ``flush()``/``close()``, or at the latest
-``batch_linger_ms`` (default 1) after its first envelope (a linger thread sends it, so an idle
-producer's last messages are not stranded). Batching is adaptive: an envelope published when
-nothing is pending and no frame went out for ``batch_linger_ms`` is sent at once, alone, so a
-producer slower than one message per linger pays no latency for ``batch``; only messages that
-arrive while others wait are batched, and they wait at most ``batch_linger_ms`` (that one send
-never blocks: with no peer or a full pipe the envelope is batched instead). A batch is validated
-and delivered or rejected as a whole; every envelope in it keeps its own sequence number, so a
-lost batch counts as that many lost messages. Subscribers read both frame kinds whatever their
-own URL says. Batching moves the per-frame costs (recv, send, syscalls) off the per-message path:
-see ``benchmarks/test_bench_zmq.py`` for what it buys.
+Envelopes of one topic share a frame only when they are handed over together: ``batch=N``
+(default 16) is the most envelopes per frame, and with the default ``batch_linger_ms=0`` no
+message is ever held back for one. ``publish`` sends its message at once, alone; ``publish_many``
+(an unpaced replay or generator hands over hundreds of messages at a time) packs its messages
+per topic into frames of up to N envelopes and sends them before it returns, so the packing
+adds no waiting, only the encoding of the frame's other envelopes. ``batch=1`` sends one frame
+per message whatever the caller does (one send per message is ~4x faster than send_multipart
+here). ``batch_linger_ms=M`` (M > 0) also batches single publishes, the way Kafka's linger does:
+a batch goes out when full, on ``flush()``/``close()``, or at the latest M ms after its first
+envelope (a linger thread sends it, so an idle producer's last messages are not stranded). That
+batching is adaptive: an envelope published when nothing is pending and no frame went out for
+M ms is sent at once, alone, so a producer slower than one message per linger pays no latency;
+only messages that arrive while others wait are batched, and they wait at most M ms (that one
+send never blocks: with no peer or a full pipe the envelope is batched instead). A batch is
+validated and delivered or rejected as a whole; every envelope in it keeps its own sequence
+number, so a lost batch counts as that many lost messages. Subscribers read both frame kinds
+whatever their own URL says. Batching moves the per-frame costs (recv, send, syscalls) off the
+per-message path: see ``benchmarks/test_bench_zmq.py`` for what it buys.
 
 ``bind`` says which side binds: ``publisher`` (default; subscribers
 connect) or ``subscriber`` (several producers can connect and fan in to one processor). The bind
@@ -24,9 +29,12 @@ socket on every interface and is the user's explicit choice (a connecting side g
 host connects to 127.0.0.1).
 
 Why these defaults (figures.md): PUB/SUB with libzmq's default HWM of 1000 dropped 44-95 % under
-a slow receiver, and HWM 0 (unbounded) lets memory grow without limit. ``hwm=100000`` messages
-(~20 MB of 200-byte frames per pipe) absorbs ~0.1 s at 1 M msg/s, or the worst Binance burst
-(735 trades in one millisecond) a hundred times over, while staying bounded. For PUSH/PULL the
+a slow receiver, and HWM 0 (unbounded) lets memory grow without limit. ``hwm=100000`` frames
+(~20 MB of 200-byte single-message frames per pipe) absorbs ~0.1 s at 1 M msg/s, or the worst
+Binance burst (735 trades in one millisecond) a hundred times over, while staying bounded. libzmq
+counts frames, not envelopes: when an unpaced replay's frames are packed, a full pipe holds up to
+``batch`` times as many envelopes (~320 MB of 200-byte trades at the defaults; ``batch=1`` or a
+lower ``hwm`` bounds it tighter). For PUSH/PULL the
 HWM is the back-pressure point: a full pipe blocks ``publish`` (``send_timeout_ms`` turns an
 endless block into a ``TransportError``; that message's sequence number then shows up as lost).
 ``linger_ms=1000`` bounds how long close() keeps trying to deliver queued messages.
@@ -95,6 +103,9 @@ from transports.zmq_curve import load_curve_config as _load_curve_config
 log = logging.getLogger("transports.zmq")
 
 DEFAULT_HWM = 100_000
+#: Envelopes per frame at most. Packing more saves little (the per-frame costs are already a
+#: sixteenth) while a pipe's ``hwm`` counts frames, so this multiplies what it can hold.
+DEFAULT_BATCH = 16
 #: How long one blocked send waits before asking the publisher's ``interrupt`` again.
 SEND_SLICE_MS = 200
 #: A batch frame is sent once it holds this many bytes, whatever ``batch`` says, so frames stay
@@ -113,7 +124,7 @@ OPTIONS = option_table(
     Option("bind", choice("publisher", "subscriber"), "publisher",
            "which side binds; the other connects (subscriber = several producers fan in)"),
     Option("hwm", _COUNT, DEFAULT_HWM,
-           "send and receive high-water mark in messages; 0 = unbounded"),
+           "send and receive high-water mark in frames (packed ones too); 0 = unbounded"),
     Option("sndhwm", _COUNT, None, "send HWM override"),
     Option("rcvhwm", _COUNT, None, "receive HWM override"),
     Option("linger_ms", integer(0, 60_000), 1000, "how long close() may deliver queued messages"),
@@ -128,10 +139,11 @@ OPTIONS = option_table(
     Option("rcvbuf", _COUNT, 0, "kernel receive buffer bytes (0 = OS default)"),
     Option("send_timeout_ms", integer(-1, _INT_MAX), -1,
            "-1 = publish blocks at a full HWM (back-pressure); else raise after this long"),
-    Option("batch", integer(1, 100_000), 1,
+    Option("batch", integer(1, 100_000), DEFAULT_BATCH,
            "publisher: up to this many envelopes of one topic per frame (1 = one per frame)"),
-    Option("batch_linger_ms", integer(0, 60_000), 1,
-           "publisher with batch>1: longest an envelope waits for its batch to fill"),
+    Option("batch_linger_ms", integer(0, 60_000), 0,
+           "publisher with batch>1: longest an envelope waits for its batch to fill (0 = never: "
+           "only messages handed over together by publish_many share frames)"),
     Option("wait_subscribers", integer(0, 10_000), 0,
            "pubsub: before the first send on a topic wait for this many subscriptions to it"),
     Option("connect_timeout_ms", integer(0, 600_000), 5000,
@@ -194,7 +206,7 @@ class ZmqTransport(Transport):
             raise TransportOptionError(
                 f"batch frames can reach {largest_batch} bytes (256 KiB + max_message_bytes + "
                 f"key/headers); max_frame_bytes={opts['max_frame_bytes']} would make libzmq drop "
-                "the connection: raise it or lower max_message_bytes"
+                "the connection: raise it, lower max_message_bytes or set batch=1"
             )
         self.curve: CurveConfig | None = _load_curve_config(opts)
         pubsub = self.pattern == "pubsub"
@@ -348,11 +360,12 @@ class ZmqPublisher(Publisher):
         self._subscriptions: dict[bytes, int] = {}
         self._ready: set[str] = set()
         self._checked: set[str] = set()
+        batch, linger_ms = transport.options["batch"], transport.options["batch_linger_ms"]
+        #: Envelopes per frame for ``publish_many`` without a linger (1 = one frame each).
+        self._pack = batch if linger_ms == 0 else 1
         self._batcher: _Batcher | None = None
-        if transport.options["batch"] > 1:
-            self._batcher = _Batcher(
-                self, transport.options["batch"], transport.options["batch_linger_ms"]
-            )
+        if batch > 1 and linger_ms > 0:
+            self._batcher = _Batcher(self, batch, linger_ms)
         #: Not closed: ``publish`` may take its flattened path.
         self._open = True
         #: ``send_timeout_ms=-1`` (back-pressure): a blocked send waits in slices of
@@ -397,14 +410,18 @@ class ZmqPublisher(Publisher):
         )
 
     def publish_many(self, messages: Sequence[Message]) -> None:
-        """``Publisher.publish_many``; with ``batch`` the messages go straight into the pending
-        batches under one lock hold (a ``publish`` per message costs twice as much), without it
-        each is encoded and sent in this one loop (``publish``'s hot case, a call level less
-        per message). Topics not yet checked take the general path."""
+        """``Publisher.publish_many``: packed into frames of up to ``batch`` envelopes per
+        topic (``_publish_packed``); with a linger the messages go straight into the pending
+        batches under one lock hold (a ``publish`` per message costs twice as much); with
+        ``batch=1`` each is encoded and sent in this one loop (``publish``'s hot case, a call
+        level less per message). Topics not yet checked take the general path."""
         if not self._open or not self._checked.issuperset([m[0] for m in messages]):
             Publisher.publish_many(self, messages)
             return
         self._check_sizes(messages)
+        if self._pack > 1:
+            self._publish_packed(messages)
+            return
         batcher = self._batcher
         if batcher is not None:
             batcher.add_many(messages, self._next_seq)  # counts each in ``published`` as added
@@ -421,6 +438,58 @@ class ZmqPublisher(Publisher):
             except zmq.ZMQError as exc:
                 self._send_blocked_or_release(topic, frame, exc, seq)
             self.published += 1
+
+    def _publish_packed(self, messages: Sequence[Message]) -> None:
+        """Pack ``messages`` per topic into frames of up to ``batch`` envelopes (and at most
+        ``BATCH_FRAME_BYTES``) and send every frame before returning: nothing waits for a
+        later call. A message is counted in ``published`` when its frame is sent. Numbers stay
+        exact: a key too long to encode fails that message only, after the ones before it are
+        sent (as one by one); a stop or an error leaves the numbers of frames never sent free
+        again, and a frame whose send failed shows up as lost, as one message does."""
+        size, producer_id, clock = self._pack, self.producer_id, time.time_ns
+        next_seq = self._next_seq
+        packs: dict[str, BatchEncoder] = {}
+        try:
+            for topic, key, value, event_time_ns, headers in messages:
+                pack = packs.get(topic)
+                if pack is None:
+                    pack = packs[topic] = BatchEncoder(topic, producer_id, next_seq[topic])
+                seq = next_seq[topic]
+                pack.add(value, key, headers, seq, event_time_ns, clock())
+                next_seq[topic] = seq + 1
+                if pack.count >= size or pack.size >= BATCH_FRAME_BYTES:
+                    del packs[topic]
+                    self._send_pack(topic, pack)
+        except ValueError:  # a key or header too long to encode: the ones before it go out
+            self._send_packs(packs)
+            raise
+        except BaseException:
+            for topic, pack in packs.items():
+                next_seq[topic] = pack.first_seq
+            raise
+        self._send_packs(packs)
+
+    def _send_packs(self, packs: dict[str, BatchEncoder]) -> None:
+        """Send every pack; on a stop or an error the ones not sent free their numbers."""
+        while packs:
+            topic = next(iter(packs))
+            pack = packs.pop(topic)
+            if pack.count == 0:  # its only message failed to encode
+                continue
+            try:
+                self._send_pack(topic, pack)
+            except BaseException:
+                for left_topic, left in packs.items():
+                    self._next_seq[left_topic] = left.first_seq
+                raise
+
+    def _send_pack(self, topic: str, pack: BatchEncoder) -> None:
+        frame = pack.frame()
+        try:
+            self._send_frame(frame)
+        except zmq.ZMQError as exc:
+            self._send_blocked_or_release(topic, frame, exc, pack.first_seq)
+        self.published += pack.count
 
     def _send(
         self,

@@ -213,7 +213,7 @@ VARIANTS: dict[str, Callable[[], float]] = {
     "raw+meta": run_raw_meta,
     "raw+codec": run_raw_codec,
     "interface": run_interface,
-    f"interface batch={BATCH}": lambda: run_interface(f"&batch={BATCH}"),
+    f"interface batch={BATCH}": lambda: run_interface(f"&batch={BATCH}&batch_linger_ms=1"),
 }
 
 

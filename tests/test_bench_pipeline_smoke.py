@@ -25,10 +25,11 @@ def test_pipeline_benchmark_prints_raw_loops_pipelines_and_ratios() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()[2:]}
     names = " | ".join(rows)
-    for expected in ("raw zmq", "pipeline zmq", "pipeline zmq batch=100", "raw kafka-python",
+    for expected in ("raw zmq", "pipeline zmq (default", "pipeline zmq batch=1 ",
+                     "pipeline zmq batch_linger_ms=1", "raw kafka-python",
                      "pipeline kafka-python", "processor alone", "producer alone"):  # fmt: skip
         assert any(name.startswith(expected) for name in rows), f"{expected!r} not in {names}"
-    assert sum("x raw" in line for line in rows.values()) == 3
+    assert sum("x raw" in line for line in rows.values()) == 4
     kafka_rows = [line for name, line in rows.items() if "kafka" in name]
     assert all("Kafka" in line or "Tansu" in line for line in kafka_rows), kafka_rows
     assert all(len(line) <= 100 for line in done.stdout.splitlines())

@@ -318,8 +318,7 @@ def run_pipeline(
             # The processor binds and the producer connects: no reconnect backoff of a
             # processor that started first delays the first trades (up to ~0.8 s otherwise).
             processor_url = f"zmq+tcp://127.0.0.1:{free_tcp_port()}?pattern=pushpull&bind=subscriber"
-            producer_url = processor_url
-            producer_url += ZMQ_FRAMING[transport][0]
+            producer_url = processor_url + ZMQ_FRAMING[transport][0]
         output = workdir / f"{transport}.h5"
         summary = workdir / f"{transport}-producer.json"
         processor = subprocess.Popen(

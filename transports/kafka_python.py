@@ -79,9 +79,10 @@ class _RememberedKeyPartitioner(DefaultPartitioner):  # type: ignore[misc]
         if serialized_key is None:
             return int(super().partition(topic, key, serialized_key, value, serialized_value,
                                          cluster))  # fmt: skip
-        if topic not in cluster.topics():
+        partitions = cluster.partitions_for_topic(topic)  # known: KafkaProducer checked it
+        if partitions is None:
             raise ValueError(f"Topic {topic} not found in ClusterMetadata")
-        all_partitions = sorted(cluster.partitions_for_topic(topic))
+        all_partitions = sorted(partitions)
         hashed = self._hashes.get(serialized_key)
         if hashed is None:
             if len(self._hashes) >= KEY_HASH_ENTRIES:

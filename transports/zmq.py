@@ -448,42 +448,36 @@ class ZmqPublisher(Publisher):
         again, and a frame whose send failed shows up as lost, as one message does."""
         size, producer_id, clock = self._pack, self.producer_id, time.time_ns
         next_seq = self._next_seq
-        packs: dict[str, BatchEncoder] = {}
+        packs: dict[str, BatchEncoder] = {}  # not sent yet
         try:
-            for topic, key, value, event_time_ns, headers in messages:
-                pack = packs.get(topic)
-                if pack is None:
-                    pack = packs[topic] = BatchEncoder(topic, producer_id, next_seq[topic])
-                seq = next_seq[topic]
-                pack.add(value, key, headers, seq, event_time_ns, clock())
-                next_seq[topic] = seq + 1
-                if pack.count >= size or pack.size >= BATCH_FRAME_BYTES:
-                    del packs[topic]
-                    self._send_pack(topic, pack)
-        except ValueError:  # a key or header too long to encode: the ones before it go out
+            try:
+                for topic, key, value, event_time_ns, headers in messages:
+                    pack = packs.get(topic)
+                    if pack is None:
+                        pack = packs[topic] = BatchEncoder(topic, producer_id, next_seq[topic])
+                    seq = next_seq[topic]
+                    pack.add(value, key, headers, seq, event_time_ns, clock())
+                    next_seq[topic] = seq + 1
+                    if pack.count >= size or pack.size >= BATCH_FRAME_BYTES:
+                        self._send_pack(topic, packs.pop(topic))
+            except ValueError:  # a key or header too long to encode: the ones before it go out
+                self._send_packs(packs)
+                raise
             self._send_packs(packs)
-            raise
         except BaseException:
-            for topic, pack in packs.items():
+            for topic, pack in packs.items():  # never sent: their numbers are free again
                 next_seq[topic] = pack.first_seq
             raise
-        self._send_packs(packs)
 
     def _send_packs(self, packs: dict[str, BatchEncoder]) -> None:
-        """Send every pack; on a stop or an error the ones not sent free their numbers."""
+        """Send every pack in order, each taken out of ``packs`` before its send."""
         while packs:
             topic = next(iter(packs))
-            pack = packs.pop(topic)
-            if pack.count == 0:  # its only message failed to encode
-                continue
-            try:
-                self._send_pack(topic, pack)
-            except BaseException:
-                for left_topic, left in packs.items():
-                    self._next_seq[left_topic] = left.first_seq
-                raise
+            self._send_pack(topic, packs.pop(topic))
 
     def _send_pack(self, topic: str, pack: BatchEncoder) -> None:
+        if pack.count == 0:  # its only message failed to encode
+            return
         frame = pack.frame()
         try:
             self._send_frame(frame)
